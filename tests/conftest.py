@@ -19,13 +19,22 @@ TINY_BACKBONES = {
     "bert": dict(TINY, max_position_embeddings=64),
     "roberta": dict(TINY, max_position_embeddings=66, pad_token_id=1),
     "xlm-roberta": dict(TINY, max_position_embeddings=66, pad_token_id=1),
-    "deberta-v2": dict(TINY, max_position_embeddings=64, relative_attention=True, position_buckets=8,
-                       pos_att_type=["p2c", "c2p"]),
+    "deberta-v2": dict(
+        TINY, max_position_embeddings=64, relative_attention=True, position_buckets=8, pos_att_type=["p2c", "c2p"]
+    ),
     "electra": dict(TINY, embedding_size=32, max_position_embeddings=64),
     "distilbert": {"dim": 32, "n_layers": 2, "n_heads": 4, "hidden_dim": 37, "max_position_embeddings": 64},
     "mpnet": dict(TINY, max_position_embeddings=66),
-    "modernbert": dict(TINY, max_position_embeddings=64, global_attn_every_n_layers=1, pad_token_id=0,
-                       bos_token_id=2, eos_token_id=3, cls_token_id=2, sep_token_id=3),
+    "modernbert": dict(
+        TINY,
+        max_position_embeddings=64,
+        global_attn_every_n_layers=1,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+        cls_token_id=2,
+        sep_token_id=3,
+    ),
 }
 
 

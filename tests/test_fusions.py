@@ -100,7 +100,9 @@ def test_layer_mask_equals_fusing_fewer_layers(batch):
         torch.testing.assert_close(masked, fewer(**batch).logits)
 
 
-@pytest.mark.parametrize("bad", [torch.tensor([True, False]), torch.tensor([1, 0, 1]), torch.zeros(3, dtype=torch.bool)])
+@pytest.mark.parametrize(
+    "bad", [torch.tensor([True, False]), torch.tensor([1, 0, 1]), torch.zeros(3, dtype=torch.bool)]
+)
 def test_bad_layer_mask_is_refused(bad, batch):
     with pytest.raises(ValueError, match=r"fusion_layer_mask must be a bool tensor of shape \(3,\)"):
         tiny_model()(**batch, fusion_layer_mask=bad)
@@ -127,11 +129,19 @@ def test_dwatt_value_mlps_are_one_batched_contraction():
     per_layer = []
     for n in range(3):  # the reference loop the batched code replaces
         hidden = torch.nn.functional.gelu(stacked[:, :, n] @ attention.value_in_weight[n] + attention.value_in_bias[n])
-        hidden = torch.nn.functional.layer_norm(hidden, (16,), attention.value_mid_norm_weight[n],
-                                                attention.value_mid_norm_bias[n], attention.layer_norm_eps)
+        hidden = torch.nn.functional.layer_norm(
+            hidden,
+            (16,),
+            attention.value_mid_norm_weight[n],
+            attention.value_mid_norm_bias[n],
+            attention.layer_norm_eps,
+        )
         out = hidden @ attention.value_out_weight[n] + attention.value_out_bias[n]
-        per_layer.append(torch.nn.functional.layer_norm(out, (32,), attention.value_norm_weight[n],
-                                                        attention.value_norm_bias[n], attention.layer_norm_eps))
+        per_layer.append(
+            torch.nn.functional.layer_norm(
+                out, (32,), attention.value_norm_weight[n], attention.value_norm_bias[n], attention.layer_norm_eps
+            )
+        )
     torch.testing.assert_close(attention.values(stacked), torch.stack(per_layer, dim=2), rtol=1e-5, atol=1e-5)
 
 

@@ -116,11 +116,14 @@ class DWAttConfig(PretrainedConfig):
         elif isinstance(backbone_config, dict):
             backbone_config = dict(backbone_config)
             if "model_type" not in backbone_config:
-                raise ValueError("DWAttConfig.backbone_config is a dict without 'model_type'; expected a saved encoder config")
+                raise ValueError(
+                    "DWAttConfig.backbone_config is a dict without 'model_type'; expected a saved encoder config"
+                )
             backbone_config = AutoConfig.for_model(backbone_config.pop("model_type"), **backbone_config)
         elif not isinstance(backbone_config, PretrainedConfig):
             raise ValueError(
-                f"DWAttConfig.backbone_config has type {type(backbone_config).__name__}; expected a PretrainedConfig or a dict"
+                f"DWAttConfig.backbone_config has type {type(backbone_config).__name__}; "
+                "expected a PretrainedConfig or a dict"
             )
         if getattr(backbone_config, "model_type", None) == self.model_type:
             raise ValueError("DWAttConfig.backbone_config is itself a DWAtt config; expected a plain encoder config")
@@ -139,7 +142,10 @@ class DWAttConfig(PretrainedConfig):
             raise ValueError(f"DWAttConfig.dwatt_pos_dim={dwatt_pos_dim!r} is not valid; expected a positive integer")
         if not isinstance(fusion_dropout, (int, float)) or not 0.0 <= fusion_dropout < 1.0:
             raise ValueError(f"DWAttConfig.fusion_dropout={fusion_dropout!r} is not valid; expected a float in [0, 1)")
-        for field, value in (("deeper_num_layers", deeper_num_layers), ("deeper_intermediate_size", deeper_intermediate_size)):
+        for field, value in (
+            ("deeper_num_layers", deeper_num_layers),
+            ("deeper_intermediate_size", deeper_intermediate_size),
+        ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"DWAttConfig.{field}={value!r} is not valid; expected None or a positive integer")
         if isinstance(fusion_layers, tuple):

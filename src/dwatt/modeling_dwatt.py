@@ -420,7 +420,9 @@ class DWAttPreTrainedModel(PreTrainedModel):
             init.ones_(module.gamma)
 
     @classmethod
-    def from_backbone(cls, name_or_path: str, fusion: str = "dwatt", backbone_kwargs: dict | None = None, **config_kwargs):
+    def from_backbone(
+        cls, name_or_path: str, fusion: str = "dwatt", backbone_kwargs: dict | None = None, **config_kwargs
+    ):
         """Build a DWAtt model around pretrained encoder weights (a Hub id or a local folder).
 
         `backbone_kwargs` go to `AutoModel.from_pretrained` (e.g. `revision`, `dtype`,
@@ -483,7 +485,8 @@ class DWAttModel(DWAttPreTrainedModel):
         if mask.dtype != torch.bool or mask.shape != (self.num_fused_layers,) or not bool(mask.any()):
             raise ValueError(
                 f"fusion_layer_mask must be a bool tensor of shape ({self.num_fused_layers},) with at least one True "
-                f"(one entry per fused layer {self.fusion.layer_indices}); got dtype {mask.dtype}, shape {tuple(mask.shape)}"
+                f"(one entry per fused layer {self.fusion.layer_indices}); "
+                f"got dtype {mask.dtype}, shape {tuple(mask.shape)}"
             )
         return mask
 

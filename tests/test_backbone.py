@@ -1,0 +1,52 @@
+"""`from_backbone` on the real bundled MiniLM: pretrained weights kept bit-identical, real tokens flow."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer
+
+from dwatt import DWAttForMaskedLM, DWAttForSequenceClassification, DWAttForTokenClassification, DWAttModel
+
+
+@pytest.fixture(scope="module")
+def pretrained_tensors(minilm_path):
+    return load_file(str(minilm_path / "model.safetensors"))
+
+
+@pytest.mark.parametrize(
+    ("cls", "fusion"),
+    [(DWAttForTokenClassification, "dwatt"), (DWAttForSequenceClassification, "concat"),
+     (DWAttForMaskedLM, "scalar_mix"), (DWAttModel, "deeper")],
+)  # fmt: skip
+def test_from_backbone_keeps_weights_bit_identical(cls, fusion, minilm_path, pretrained_tensors):
+    model = cls.from_backbone(str(minilm_path), fusion=fusion, num_labels=3)
+    backbone = model.base_model.backbone
+    state = backbone.state_dict()
+    for name, tensor in pretrained_tensors.items():
+        if name.startswith("pooler."):
+            assert not hasattr(backbone.pooler, "dense"), "the unused pooler must be dropped"
+            continue
+        if name == "embeddings.position_ids":  # a non-persistent buffer in transformers 5
+            continue
+        assert torch.equal(state[name], tensor), name
+    assert model.config.backbone_config is backbone.config
+    if cls is DWAttForMaskedLM:
+        assert model.lm_head.decoder.weight is backbone.get_input_embeddings().weight
+
+
+def test_real_forward_backward_on_minilm(minilm_path):
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    model = DWAttForTokenClassification.from_backbone(str(minilm_path), num_labels=3, dwatt_scale="sqrt_d")
+    words = [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"]]
+    inputs = tokenizer(words, is_split_into_words=True, padding=True, return_tensors="pt")
+    labels = torch.where(inputs["attention_mask"].bool(), 1, -100)
+    output = model(**inputs, labels=labels, output_fusion_weights=True)
+    assert output.fusion_weights.shape[-1] == 7  # embeddings + 6 layers
+    output.loss.backward()
+    assert model.dwatt.fusion.value_in_weight.grad.abs().sum() > 0
+
+
+def test_from_backbone_refuses_a_dwatt_checkpoint(tmp_path, minilm_path):
+    DWAttModel.from_backbone(str(minilm_path), fusion="mean").save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="already a DWAtt checkpoint"):
+        DWAttForTokenClassification.from_backbone(str(tmp_path))

@@ -1,0 +1,167 @@
+"""Token classification (NER) with a DWAtt model and the stock Trainer: the body of `scripts/run_ner.py`.
+
+Data comes from the user's files (`--train_file`, CoNLL / `token<TAB>tag` / JSON lines), a Hub dataset
+(`--dataset_name`, online), or by default the bundled WNUT-16 split (`dwatt.data.load_wnut16`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datasets import DatasetDict, load_dataset
+from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
+
+from .data import (
+    load_ner_files,
+    load_wnut16,
+    make_token_collator,
+    sample_few_shot,
+    tokenize_ner_dataset,
+    write_conll_predictions,
+)
+from .metrics import align_predictions, make_ner_compute_metrics
+from .modeling_dwatt import DWAttForTokenClassification
+from .training import ModelArguments, checkpoint_to_resume, fusion_optimizer, load_model
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_DATASET = "wnut16-bundled"
+
+
+@dataclass
+class NerDataArguments:
+    """Which data to train and evaluate on."""
+
+    dataset_name: str = field(
+        default=BUNDLED_DATASET,
+        metadata={"help": f"A Hub dataset with tokens/ner_tags (online), or '{BUNDLED_DATASET}' (offline default)."},
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Config of the Hub dataset."})
+    train_file: str | None = field(default=None, metadata={"help": "CoNLL, token<TAB>tag or JSON lines file."})
+    validation_file: str | None = field(default=None, metadata={"help": "Evaluated with --do_eval."})
+    test_file: str | None = field(default=None, metadata={"help": "Predicted with --do_predict."})
+    few_shot_k: int | None = field(default=None, metadata={"help": "Train on K sentences sampled from train."})
+    few_shot_seed: int = field(default=0, metadata={"help": "Seed of the few-shot sample."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N sentences."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Predict the first N sentences."})
+    max_seq_length: int = field(default=128, metadata={"help": "Sub-word length after truncation."})
+    label_all_tokens: bool = field(default=False, metadata={"help": "Label every sub-word, not only the first."})
+
+
+def load_ner_data(data_args: NerDataArguments) -> DatasetDict:
+    """Raw splits with `tokens`/`ner_tags`; the label list is the training file's, before any sampling."""
+    if data_args.train_file or data_args.validation_file or data_args.test_file:
+        raw = load_ner_files(data_args.train_file, data_args.validation_file, data_args.test_file)
+    elif data_args.dataset_name == BUNDLED_DATASET:
+        raw = load_wnut16()
+    else:
+        raw = load_dataset(data_args.dataset_name, data_args.dataset_config_name)
+    if data_args.few_shot_k is not None:
+        raw["train"] = sample_few_shot(raw["train"], data_args.few_shot_k, data_args.few_shot_seed)
+    for split, limit in (("validation", data_args.max_eval_samples), ("test", data_args.max_predict_samples)):
+        if limit is not None and split in raw:
+            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+    return raw
+
+
+def _require_split(raw: DatasetDict, split: str, flag: str) -> None:
+    if split not in raw:
+        raise ValueError(f"{flag} needs a {split} split; the data has {sorted(raw)}")
+
+
+def run_ner(
+    model_args: ModelArguments,
+    data_args: NerDataArguments,
+    training_args: TrainingArguments,
+    callbacks: list | None = None,
+) -> dict:
+    """Train / evaluate / predict as the flags say; return every metric, also written as JSON files."""
+    set_seed(training_args.seed)
+    raw = load_ner_data(data_args)
+    label_split = "train" if "train" in raw else next(iter(raw))
+    label_list = raw[label_split].features["ner_tags"].feature.names
+    for flag, split, wanted in (
+        ("--do_train", "train", training_args.do_train),
+        ("--do_eval", "validation", training_args.do_eval),
+        ("--do_predict", "test", training_args.do_predict),
+    ):
+        if wanted:
+            _require_split(raw, split, flag)
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.model_name_or_path, revision=model_args.revision, trust_remote_code=model_args.trust_remote_code
+    )
+    model = load_model(
+        model_args,
+        DWAttForTokenClassification,
+        num_labels=len(label_list),
+        id2label=dict(enumerate(label_list)),
+        label2id={label: index for index, label in enumerate(label_list)},
+    )
+    with training_args.main_process_first(desc="tokenising"):
+        tokenized, truncated = tokenize_ner_dataset(
+            raw, tokenizer, data_args.max_seq_length, label_all_tokens=data_args.label_all_tokens
+        )
+    for split, count in truncated.items():
+        if count:
+            logger.warning(
+                "%d of %d %s sentences lost words to --max_seq_length %d (those words are not trained or scored)",
+                count, len(raw[split]), split, data_args.max_seq_length,
+            )  # fmt: skip
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=tokenized.get("train") if training_args.do_train else None,
+        eval_dataset=tokenized.get("validation") if training_args.do_eval else None,
+        processing_class=tokenizer,
+        data_collator=make_token_collator(tokenizer),
+        compute_metrics=make_ner_compute_metrics(label_list),
+        optimizer_cls_and_kwargs=fusion_optimizer(model, training_args, model_args.fusion_learning_rate),
+        callbacks=callbacks,
+    )
+
+    results = {}
+    if training_args.do_train:
+        started = time.perf_counter()
+        train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
+        trainer.save_model()
+        metrics = {**train_result.metrics, "train_samples": len(tokenized["train"])}
+        metrics["train_truncated_sentences"] = truncated["train"]
+        metrics["train_wall_seconds"] = round(time.perf_counter() - started, 1)
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+        results.update(metrics)
+
+    if training_args.do_eval:
+        metrics = trainer.evaluate()
+        metrics["eval_samples"] = len(tokenized["validation"])
+        metrics["eval_truncated_sentences"] = truncated["validation"]
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+        results.update(metrics)
+
+    if training_args.do_predict:
+        prediction = trainer.predict(tokenized["test"], metric_key_prefix="predict")
+        metrics = {**prediction.metrics, "predict_samples": len(tokenized["test"])}
+        metrics["predict_truncated_sentences"] = truncated["test"]
+        trainer.log_metrics("predict", metrics)
+        trainer.save_metrics("predict", metrics)
+        results.update(metrics)
+        if trainer.is_world_process_zero():
+            predicted, gold = align_predictions(prediction.predictions, prediction.label_ids, label_list)
+            write_conll_predictions(
+                Path(training_args.output_dir) / "predictions.conll", raw["test"]["tokens"], gold_tags(raw), predicted
+            )
+
+    return results
+
+
+def gold_tags(raw: DatasetDict, split: str = "test") -> list[list[str]]:
+    """The split's tags as strings."""
+    names = raw[split].features["ner_tags"].feature.names
+    return [[names[tag] for tag in tags] for tags in raw[split]["ner_tags"]]

@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python scripts/run_ner.py
 
 # tests/test_compat_tf457.py loads checkpoints saved here under transformers 4.57.6, in its own venv.
 test: setup

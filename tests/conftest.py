@@ -63,3 +63,26 @@ def minilm_path():
     from dwatt.data import bundled_minilm_path
 
     return bundled_minilm_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory, minilm_path):
+    """A tiny random BERT backbone saved with the real MiniLM tokenizer: fast end-to-end runs."""
+    import shutil
+
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, max_position_embeddings=128, **TINY)
+    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(minilm_path / name, folder / name)
+    return folder
+
+
+def parse_run_args(dataclass_types, args):
+    """Parse script arguments the way the scripts do (for in-process runs in tests)."""
+    from transformers import HfArgumentParser
+
+    return HfArgumentParser(dataclass_types).parse_args_into_dataclasses(args=[str(a) for a in args])

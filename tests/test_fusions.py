@@ -178,3 +178,19 @@ def test_base_model_returns_fused_states(batch):
     assert len(output.hidden_states) == 3
     as_tuple = model(**batch, return_dict=False)
     torch.testing.assert_close(as_tuple[0], output.last_hidden_state)
+
+
+def test_question_answering_and_multiple_choice_heads(batch):
+    from dwatt import DWAttForMultipleChoice, DWAttForQuestionAnswering
+
+    qa = tiny_model(cls=DWAttForQuestionAnswering)
+    output = qa(**batch, start_positions=torch.tensor([1, 2]), end_positions=torch.tensor([3, 4]))
+    assert output.start_logits.shape == output.end_logits.shape == (2, 7)
+    output.loss.backward()
+
+    choice = tiny_model(cls=DWAttForMultipleChoice)
+    choices = {name: value[None].expand(3, 2, 7) for name, value in batch.items()}  # 3 questions x 2 choices
+    output = choice(**choices, labels=torch.tensor([0, 1, 1]), output_fusion_weights=True)
+    assert output.logits.shape == (3, 2) and output.fusion_weights.shape == (6, 7, 3)
+    output.loss.backward()
+    assert len(choice(**choices, return_dict=False)) == 1  # only logits: None fields are dropped

@@ -557,12 +557,15 @@ class DWAttHeadModel(DWAttPreTrainedModel):
         dropout = config.classifier_dropout
         self.dropout = nn.Dropout(backbone_dropout(config.backbone_config) if dropout is None else dropout)
 
-    def _fused(self, return_dict, kwargs, **inputs):
-        """Run the base model; returns (its output, return_dict resolved, num_items_in_batch)."""
-        num_items_in_batch = kwargs.pop("num_items_in_batch", None)  # Trainer's; the loss needs it, the backbone not
-        outputs = self.dwatt(**inputs, return_dict=True, **kwargs)
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        return outputs, return_dict, num_items_in_batch
+    def _head_output(self, output_class, fused: DWAttModelOutput, return_dict: bool | None, **fields):
+        """The head's output dataclass (or tuple), carrying the base model's optional outputs along."""
+        output = output_class(
+            **fields,
+            hidden_states=fused.hidden_states,
+            attentions=fused.attentions,
+            fusion_weights=fused.fusion_weights,
+        )
+        return output if (return_dict if return_dict is not None else self.config.return_dict) else output.to_tuple()
 
 
 class DWAttClassificationHead(nn.Module):
@@ -604,21 +607,16 @@ class DWAttForTokenClassification(DWAttHeadModel):
         **kwargs,
     ) -> DWAttTokenClassifierOutput | tuple:
         r"""labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): -100 is ignored."""
-        outputs, return_dict, num_items_in_batch = self._fused(
-            return_dict, kwargs, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            position_ids=position_ids, inputs_embeds=inputs_embeds, fusion_layer_mask=fusion_layer_mask,
-            output_fusion_weights=output_fusion_weights, output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)  # for the loss; not for the backbone
+        outputs = self.dwatt(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, fusion_layer_mask,
+            output_fusion_weights, output_hidden_states, output_attentions, return_dict=True, **kwargs,
         )  # fmt: skip
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
         if labels is not None:
             loss = self.loss_function(logits, labels, self.config, num_items_in_batch=num_items_in_batch)
-        output = DWAttTokenClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions,
-            fusion_weights=outputs.fusion_weights,
-        )  # fmt: skip
-        return output if return_dict else output.to_tuple()
+        return self._head_output(DWAttTokenClassifierOutput, outputs, return_dict, loss=loss, logits=logits)
 
 
 class DWAttForSequenceClassification(DWAttHeadModel):
@@ -646,21 +644,16 @@ class DWAttForSequenceClassification(DWAttHeadModel):
         **kwargs,
     ) -> DWAttSequenceClassifierOutput | tuple:
         r"""labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): class ids, or floats for regression."""
-        outputs, return_dict, num_items_in_batch = self._fused(
-            return_dict, kwargs, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            position_ids=position_ids, inputs_embeds=inputs_embeds, fusion_layer_mask=fusion_layer_mask,
-            output_fusion_weights=output_fusion_weights, output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)  # for the loss; not for the backbone
+        outputs = self.dwatt(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, fusion_layer_mask,
+            output_fusion_weights, output_hidden_states, output_attentions, return_dict=True, **kwargs,
         )  # fmt: skip
         logits = self.classifier(outputs.last_hidden_state)
         loss = None
         if labels is not None:
             loss = self.loss_function(labels, logits, self.config, num_items_in_batch=num_items_in_batch)
-        output = DWAttSequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions,
-            fusion_weights=outputs.fusion_weights,
-        )  # fmt: skip
-        return output if return_dict else output.to_tuple()
+        return self._head_output(DWAttSequenceClassifierOutput, outputs, return_dict, loss=loss, logits=logits)
 
 
 class DWAttLMHead(nn.Module):
@@ -715,21 +708,16 @@ class DWAttForMaskedLM(DWAttHeadModel):
         **kwargs,
     ) -> DWAttMaskedLMOutput | tuple:
         r"""labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): -100 is ignored."""
-        outputs, return_dict, num_items_in_batch = self._fused(
-            return_dict, kwargs, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            position_ids=position_ids, inputs_embeds=inputs_embeds, fusion_layer_mask=fusion_layer_mask,
-            output_fusion_weights=output_fusion_weights, output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)  # for the loss; not for the backbone
+        outputs = self.dwatt(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, fusion_layer_mask,
+            output_fusion_weights, output_hidden_states, output_attentions, return_dict=True, **kwargs,
         )  # fmt: skip
         logits = self.lm_head(outputs.last_hidden_state)
         loss = None
         if labels is not None:
             loss = self.loss_function(logits, labels, logits.shape[-1], num_items_in_batch=num_items_in_batch)
-        output = DWAttMaskedLMOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions,
-            fusion_weights=outputs.fusion_weights,
-        )  # fmt: skip
-        return output if return_dict else output.to_tuple()
+        return self._head_output(DWAttMaskedLMOutput, outputs, return_dict, loss=loss, logits=logits)
 
 
 class DWAttForQuestionAnswering(DWAttHeadModel):
@@ -757,22 +745,24 @@ class DWAttForQuestionAnswering(DWAttHeadModel):
         **kwargs,
     ) -> DWAttQuestionAnsweringOutput | tuple:
         r"""start_positions, end_positions (`torch.LongTensor` of shape `(batch_size,)`, *optional*): the gold span."""
-        outputs, return_dict, _ = self._fused(
-            return_dict, kwargs, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            position_ids=position_ids, inputs_embeds=inputs_embeds, fusion_layer_mask=fusion_layer_mask,
-            output_fusion_weights=output_fusion_weights, output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
+        kwargs.pop("num_items_in_batch", None)
+        outputs = self.dwatt(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, fusion_layer_mask,
+            output_fusion_weights, output_hidden_states, output_attentions, return_dict=True, **kwargs,
         )  # fmt: skip
         start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).split(1, dim=-1)
         start_logits, end_logits = start_logits.squeeze(-1).contiguous(), end_logits.squeeze(-1).contiguous()
         loss = None
         if start_positions is not None and end_positions is not None:
             loss = self.loss_function(start_logits, end_logits, start_positions, end_positions)
-        output = DWAttQuestionAnsweringOutput(
-            loss=loss, start_logits=start_logits, end_logits=end_logits, hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions, fusion_weights=outputs.fusion_weights,
-        )  # fmt: skip
-        return output if return_dict else output.to_tuple()
+        return self._head_output(
+            DWAttQuestionAnsweringOutput,
+            outputs,
+            return_dict,
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+        )
 
 
 class DWAttForMultipleChoice(DWAttHeadModel):
@@ -807,19 +797,15 @@ class DWAttForMultipleChoice(DWAttHeadModel):
         def flat(tensor):
             return None if tensor is None else tensor.reshape(-1, *tensor.shape[2:])
 
-        outputs, return_dict, _ = self._fused(
-            return_dict, kwargs, input_ids=flat(input_ids), attention_mask=flat(attention_mask),
-            token_type_ids=flat(token_type_ids), position_ids=flat(position_ids), inputs_embeds=flat(inputs_embeds),
-            fusion_layer_mask=fusion_layer_mask, output_fusion_weights=output_fusion_weights,
-            output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+        kwargs.pop("num_items_in_batch", None)
+        outputs = self.dwatt(
+            flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids), flat(inputs_embeds),
+            fusion_layer_mask, output_fusion_weights, output_hidden_states, output_attentions, return_dict=True,
+            **kwargs,
         )  # fmt: skip
         logits = self.classifier(outputs.last_hidden_state).view(-1, num_choices)
         loss = None if labels is None else F.cross_entropy(logits, labels.to(logits.device))
-        output = DWAttMultipleChoiceOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions,
-            fusion_weights=outputs.fusion_weights,
-        )  # fmt: skip
-        return output if return_dict else output.to_tuple()
+        return self._head_output(DWAttMultipleChoiceOutput, outputs, return_dict, loss=loss, logits=logits)
 
 
 __all__ = [

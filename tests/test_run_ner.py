@@ -1,0 +1,132 @@
+"""run_ner end to end: real learning, file input, resume after interruption, DDP on CPU, pipeline."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import parse_run_args
+from transformers import TrainerCallback, TrainingArguments, pipeline
+
+from dwatt.ner import NerDataArguments, run_ner
+from dwatt.training import ModelArguments
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).with_name("fixtures")
+
+
+def ner_args(output_dir, *extra):
+    return parse_run_args(
+        (ModelArguments, NerDataArguments, TrainingArguments),
+        ["--output_dir", output_dir, "--report_to", "none", "--use_cpu", "--seed", "0",
+         "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "32", "--disable_tqdm", "true",
+         *extra],
+    )  # fmt: skip
+
+
+def tiny_job(model_dir, output_dir, *extra):
+    """A tiny random backbone on a WNUT-16 slice: a few seconds."""
+    return ner_args(
+        output_dir, "--model_name_or_path", model_dir, "--few_shot_k", "32", "--max_eval_samples", "24",
+        "--max_predict_samples", "24", "--do_train", "--do_eval", "--do_predict", "--max_steps", "8",
+        "--learning_rate", "5e-4", *extra,
+    )  # fmt: skip
+
+
+def test_real_short_run_beats_the_untrained_model(minilm_path, tmp_path):
+    """Bundled MiniLM on a WNUT-16 slice: a few dozen steps must raise test entity F1 clearly."""
+    common = ["--model_name_or_path", minilm_path, "--dwatt_scale", "sqrt_d", "--max_predict_samples", "150",
+              "--do_predict", "--max_seq_length", "64"]  # fmt: skip
+    untrained = run_ner(*ner_args(tmp_path / "untrained", *common))
+    trained = run_ner(*ner_args(
+        tmp_path / "trained", *common, "--do_train", "--few_shot_k", "300", "--max_steps", "60",
+        "--learning_rate", "2e-4", "--fusion_learning_rate", "2e-3", "--per_device_train_batch_size", "16",
+        "--warmup_steps", "6",
+    ))  # fmt: skip
+    assert untrained["predict_overall_f1"] < 0.05
+    assert trained["predict_overall_f1"] > untrained["predict_overall_f1"] + 0.10, (untrained, trained)
+    lines = (tmp_path / "trained" / "predictions.conll").read_text().strip().split("\n\n")
+    assert len(lines) == 150  # one block per test sentence, none dropped
+
+
+def test_conll_files_with_iob1_tags(tiny_bert_dir, tmp_path):
+    train = FIXTURES / "conll2003_iob1_sample.txt"
+    model_args, data_args, training_args = ner_args(
+        tmp_path / "run", "--model_name_or_path", tiny_bert_dir, "--train_file", train,
+        "--validation_file", FIXTURES / "conll2003_iob1_dev.txt", "--test_file", train,
+        "--do_train", "--do_eval", "--do_predict", "--max_steps", "2",
+    )  # fmt: skip
+    results = run_ner(model_args, data_args, training_args)
+    assert {"eval_overall_f1", "predict_overall_f1", "train_loss"} <= set(results)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert all(not label.startswith("I-") or label.replace("I-", "B-") in config["label2id"] for label in
+               config["label2id"])  # fmt: skip
+    assert (tmp_path / "run" / "predictions.conll").exists()
+
+
+class StopAt(TrainerCallback):
+    """Stops training after a given step, as a killed job would (after its last checkpoint)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_training_stop = True
+
+
+def test_resume_after_interruption_gives_the_same_result(tiny_bert_dir, tmp_path):
+    extra = ["--save_strategy", "steps", "--save_steps", "4", "--fusion_dropout", "0.1"]
+    uninterrupted = run_ner(*tiny_job(tiny_bert_dir, tmp_path / "straight", *extra))
+
+    interrupted_dir = tmp_path / "interrupted"
+    run_ner(*tiny_job(tiny_bert_dir, interrupted_dir, *extra), callbacks=[StopAt(4)])
+    assert (interrupted_dir / "checkpoint-4").is_dir() and not (interrupted_dir / "checkpoint-8").exists()
+    resumed = run_ner(*tiny_job(tiny_bert_dir, interrupted_dir, *extra))  # picks up checkpoint-4 by itself
+
+    assert (interrupted_dir / "checkpoint-8").is_dir()
+    for key in ("eval_loss", "predict_loss", "predict_overall_f1", "eval_overall_f1"):
+        assert resumed[key] == pytest.approx(uninterrupted[key], rel=1e-5, abs=1e-6), key
+
+
+def test_pipeline_on_a_saved_checkpoint(tiny_bert_dir, tmp_path):
+    run_ner(*tiny_job(tiny_bert_dir, tmp_path / "run"))
+    tagger = pipeline(
+        "token-classification", model=str(tmp_path / "run"), trust_remote_code=True, aggregation_strategy="simple"
+    )
+    entities = tagger("Barack Obama visited the Eiffel Tower in Paris with Microsoft people")
+    assert isinstance(entities, list)
+    assert all({"entity_group", "score", "word", "start", "end"} <= set(entity) for entity in entities)
+    assert type(tagger.model).__name__ == "DWAttForTokenClassification"
+
+
+def test_ddp_two_processes_on_cpu(tiny_bert_dir, tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2` with --use_cpu: gloo DDP, one saved checkpoint."""
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    output_dir = tmp_path / "ddp"
+    command = [
+        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+        str(ROOT / "scripts" / "run_ner.py"),
+        "--model_name_or_path", str(tiny_bert_dir), "--output_dir", str(output_dir), "--use_cpu",
+        "--few_shot_k", "32", "--max_eval_samples", "16", "--do_train", "--do_eval", "--max_steps", "4",
+        "--per_device_train_batch_size", "4", "--report_to", "none", "--disable_tqdm", "true",
+        "--save_strategy", "no", "--log_level", "info",
+    ]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    train_results = json.loads((output_dir / "train_results.json").read_text())
+    assert train_results["train_samples"] == 32
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 and state["train_batch_size"] == 4
+    from dwatt import DWAttForTokenClassification
+
+    model = DWAttForTokenClassification.from_pretrained(output_dir)
+    assert torch.isfinite(next(model.parameters())).all()
+    log = completed.stdout + completed.stderr
+    assert "Total train batch size (w. parallel, distributed & accumulation) = 8" in log  # 2 ranks x 4

@@ -38,19 +38,19 @@ def tiny_job(model_dir, output_dir, *extra):
 
 
 def test_real_short_run_beats_the_untrained_model(minilm_path, tmp_path):
-    """Bundled MiniLM on a WNUT-16 slice: a few dozen steps must raise test entity F1 clearly."""
-    common = ["--model_name_or_path", minilm_path, "--dwatt_scale", "sqrt_d", "--max_predict_samples", "150",
-              "--do_predict", "--max_seq_length", "64"]  # fmt: skip
+    """Bundled MiniLM on a WNUT-16 slice: 30 steps must raise test entity F1 clearly (0.34 measured)."""
+    common = ["--model_name_or_path", minilm_path, "--dwatt_scale", "sqrt_d", "--max_predict_samples", "100",
+              "--do_predict", "--max_seq_length", "48"]  # fmt: skip
     untrained = run_ner(*ner_args(tmp_path / "untrained", *common))
     trained = run_ner(*ner_args(
-        tmp_path / "trained", *common, "--do_train", "--few_shot_k", "300", "--max_steps", "60",
-        "--learning_rate", "2e-4", "--fusion_learning_rate", "2e-3", "--per_device_train_batch_size", "16",
-        "--warmup_steps", "6",
+        tmp_path / "trained", *common, "--do_train", "--few_shot_k", "300", "--max_steps", "30",
+        "--learning_rate", "3e-4", "--fusion_learning_rate", "3e-3", "--per_device_train_batch_size", "16",
+        "--warmup_steps", "4",
     ))  # fmt: skip
     assert untrained["predict_overall_f1"] < 0.05
-    assert trained["predict_overall_f1"] > untrained["predict_overall_f1"] + 0.10, (untrained, trained)
-    lines = (tmp_path / "trained" / "predictions.conll").read_text().strip().split("\n\n")
-    assert len(lines) == 150  # one block per test sentence, none dropped
+    assert trained["predict_overall_f1"] > untrained["predict_overall_f1"] + 0.15, (untrained, trained)
+    sentences = (tmp_path / "trained" / "predictions.conll").read_text().strip().split("\n\n")
+    assert len(sentences) == 100  # one block per test sentence, none dropped
 
 
 def test_conll_files_with_iob1_tags(tiny_bert_dir, tmp_path):

@@ -22,7 +22,9 @@ from .data import (
     tokenize_ner_dataset,
     write_conll_predictions,
 )
+from .hub import push_trained_run
 from .metrics import align_predictions, make_ner_compute_metrics
+from .modelcard import save_run_arguments
 from .modeling_dwatt import DWAttForTokenClassification
 from .training import ModelArguments, checkpoint_to_resume, fusion_optimizer, load_model
 
@@ -112,6 +114,8 @@ def run_ner(
                 count, len(raw[split]), split, data_args.max_seq_length,
             )  # fmt: skip
 
+    # Trainer.save_model would push its own stub card and training_args.bin: we push our card at the end.
+    push_requested, training_args.push_to_hub = training_args.push_to_hub, False
     trainer = Trainer(
         model=model,
         args=training_args,
@@ -129,6 +133,8 @@ def run_ner(
         started = time.perf_counter()
         train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
         trainer.save_model()
+        if trainer.is_world_process_zero():
+            save_run_arguments(training_args.output_dir, model_args, data_args, training_args)
         metrics = {**train_result.metrics, "train_samples": len(tokenized["train"])}
         metrics["train_truncated_sentences"] = truncated["train"]
         metrics["train_wall_seconds"] = round(time.perf_counter() - started, 1)
@@ -158,6 +164,11 @@ def run_ner(
                 Path(training_args.output_dir) / "predictions.conll", raw["test"]["tokens"], gold_tags(raw), predicted
             )
 
+    if push_requested:
+        if not training_args.do_train:
+            trainer.save_model()
+        training_args.push_to_hub = True
+        push_trained_run(training_args, model_args, data_args)
     return results
 
 

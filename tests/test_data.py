@@ -100,7 +100,8 @@ def test_conll_validation_file_uses_train_label_list() -> None:
 
 def test_scheme_options(tmp_path: Path) -> None:
     path = write(tmp_path, "x.txt", "a I-PER\nb I-PER\nc O\n")
-    assert read_column_file(path, scheme="iob2")[0].tags == ["I-PER", "I-PER", "O"]
+    with pytest.raises(ValueError, match=f"{path}:1: 'I-PER' starts a chunk .*expected 'B-PER'"):
+        read_column_file(path, scheme="iob2")  # strict: a clean IOB2 file was promised
     assert read_column_file(path, scheme="iob1")[0].tags == ["B-PER", "I-PER", "O"]
     assert read_column_file(path, scheme="auto")[0].tags == ["B-PER", "I-PER", "O"]
     iob2 = write(tmp_path, "y.txt", "a B-PER\nb I-PER\nc B-PER\n")

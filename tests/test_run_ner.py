@@ -130,3 +130,14 @@ def test_ddp_two_processes_on_cpu(tiny_bert_dir, tmp_path):
     assert torch.isfinite(next(model.parameters())).all()
     log = completed.stdout + completed.stderr
     assert "Total train batch size (w. parallel, distributed & accumulation) = 8" in log  # 2 ranks x 4
+
+
+def test_predictions_label_every_word_of_sentences_longer_than_max_seq_length(tiny_bert_dir, tmp_path):
+    """Test tweets cut by --max_seq_length are predicted again with overlapping windows: no word unscored."""
+    results = run_ner(*tiny_job(tiny_bert_dir, tmp_path / "run", "--max_seq_length", "8", "--stride", "2"))
+    assert results["predict_truncated_sentences"] > 0 and results["predict_scored_with_windows"] is True
+    blocks = (tmp_path / "run" / "predictions.conll").read_text().strip().split("\n\n")
+    from dwatt.data import load_wnut16
+
+    test_tokens = load_wnut16()["test"]["tokens"][:24]
+    assert [len(block.split("\n")) for block in blocks] == [len(tokens) for tokens in test_tokens]

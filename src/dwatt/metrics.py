@@ -95,6 +95,13 @@ def _scores_from_tags(pred_tags: list[list[str]], gold_tags: list[list[str]], ty
     return results
 
 
+def score_tag_sequences(
+    pred_tags: list[list[str]], gold_tags: list[list[str]], label_list: Sequence[str]
+) -> dict[str, float]:
+    """The metrics of `compute_ner_metrics` from word-level tag strings (e.g. windowed predictions)."""
+    return _scores_from_tags(pred_tags, gold_tags, entity_types(label_list))
+
+
 def compute_ner_metrics(
     predictions: Any,
     labels: Any,

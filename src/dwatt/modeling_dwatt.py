@@ -429,7 +429,8 @@ class DWAttPreTrainedModel(PreTrainedModel):
         `attn_implementation`); the other keyword arguments to `DWAttConfig`. The backbone's weights are
         kept bit-identical; only the fusion and the head are newly initialised.
         """
-        backbone = AutoModel.from_pretrained(name_or_path, **(backbone_kwargs or {}))
+        # Weights through safetensors only, unless the caller opts out (a pickle can run code when read).
+        backbone = AutoModel.from_pretrained(name_or_path, **{"use_safetensors": True, **(backbone_kwargs or {})})
         if isinstance(backbone, DWAttPreTrainedModel):
             raise ValueError(
                 f"{name_or_path!r} is already a DWAtt checkpoint; load it with {cls.__name__}.from_pretrained instead"
@@ -438,6 +439,178 @@ class DWAttPreTrainedModel(PreTrainedModel):
         model = cls(config, backbone=backbone)
         model.tie_weights()
         return model
+
+    # Hub options of `from_pretrained` that also apply to reading the config alone.
+    _CONFIG_LOOKUP_KWARGS = (
+        "cache_dir",
+        "force_download",
+        "local_files_only",
+        "proxies",
+        "revision",
+        "subfolder",
+        "token",
+    )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, plus checks whose errors say what is wrong and what to do.
+
+        - A plain encoder checkpoint (BERT, RoBERTa, ...) raises `ValueError` pointing to `from_backbone`.
+        - Weights whose shapes differ from what the config builds (a label map of another size than the
+          saved head, fusion weights of another configuration) raise `ValueError` listing them, unless
+          `ignore_mismatched_sizes=True`: then they are newly initialised, as transformers does.
+        - Fusion weights missing from the checkpoint are newly initialised, with a warning naming them.
+        - A label map of the saved size but other names (`id2label=...`) keeps the trained head, with a
+          warning listing the renamed outputs: new labels, not new names, need a newly trained head.
+        - Non-finite (NaN/inf) weights raise `ValueError` naming the tensors.
+        - Weights are read from safetensors only, unless `use_safetensors=False` is passed.
+        """
+        config = kwargs.get("config")
+        saved_id2label = None
+        if pretrained_model_name_or_path is not None or config is not None:
+            saved_id2label = cls._check_dwatt_checkpoint(
+                config if config is not None else pretrained_model_name_or_path, kwargs
+            )
+        safetensors_by_default = "use_safetensors" not in kwargs
+        kwargs.setdefault("use_safetensors", True)
+        ignore_mismatched_sizes = kwargs.pop("ignore_mismatched_sizes", False)
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        try:
+            # Mismatches are let through here so the check below can name them; it raises unless the caller asked.
+            model, loading_info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, ignore_mismatched_sizes=True, output_loading_info=True,
+                **kwargs,
+            )  # fmt: skip
+        except OSError as error:
+            if not (safetensors_by_default and "safetensors" in str(error)):
+                raise
+            raise OSError(
+                f"{error} DWAtt models read weights from safetensors only, unless told otherwise: unpickling a "
+                "pytorch_model.bin can run code. Pass use_safetensors=False to read pickled weights you trust."
+            ) from error
+        model._check_loaded_weights(pretrained_model_name_or_path, loading_info, ignore_mismatched_sizes)
+        model._check_label_names(pretrained_model_name_or_path, saved_id2label, loading_info)
+        return (model, loading_info) if output_loading_info else model
+
+    @classmethod
+    def _check_dwatt_checkpoint(cls, config_or_path, kwargs: dict) -> dict[int, str] | None:
+        """Raise if the config to load is not a DWAtt one (e.g. a plain BERT folder given to a DWAtt class).
+
+        Returns the saved `id2label` when the config was read from a file, for `_check_label_names`.
+        """
+        model_type = getattr(config_or_path, "model_type", None)
+        saved_id2label = None
+        if model_type is None:  # a path or Hub id: read only its config.json
+            lookup = {name: kwargs[name] for name in cls._CONFIG_LOOKUP_KWARGS if name in kwargs}
+            config_dict, _ = cls.config_class.get_config_dict(config_or_path, **lookup)
+            model_type = config_dict.get("model_type")
+            if isinstance(config_dict.get("id2label"), dict):
+                saved_id2label = {int(index): label for index, label in config_dict["id2label"].items()}
+        if model_type != cls.config_class.model_type:
+            raise ValueError(
+                f"{config_or_path!r} holds a {model_type!r} config, not a DWAtt checkpoint "
+                f"(model_type {cls.config_class.model_type!r}). To put a layer fusion on a plain encoder, use "
+                f"{cls.__name__}.from_backbone({str(config_or_path)!r}, fusion='dwatt'), which keeps its weights."
+            )
+        return saved_id2label
+
+    def _check_label_names(self, source, saved_id2label: dict[int, str] | None, loading_info: dict) -> None:
+        """Warn when a label map of the saved size renames the outputs of a head that was kept as trained."""
+        import logging  # here rather than at the top: these checks are the only users in this file
+
+        head_reinitialised = any(
+            not (item if isinstance(item, str) else item[0]).startswith(f"{self.base_model_prefix}.")
+            for item in loading_info.get("mismatched_keys") or ()
+        )
+        if not saved_id2label or head_reinitialised or not hasattr(self, "num_labels"):
+            return
+        current = {int(index): label for index, label in self.config.id2label.items()}
+        renamed = [(index, saved_id2label.get(index), label) for index, label in sorted(current.items())]
+        renamed = [(index, old, new) for index, old, new in renamed if old != new]
+        if renamed:
+            shown = ", ".join(f"{index}: {old!r} -> {new!r}" for index, old, new in renamed[:5])
+            logging.getLogger(__name__).warning(
+                "%s: the label map given renames %d of the %d outputs of the trained head (%s%s). The head is kept "
+                "as trained: fine for new names of the same labels; for different labels it must be retrained.",
+                source, len(renamed), len(current), shown, ", ..." if len(renamed) > 5 else "",
+            )  # fmt: skip
+
+    def _check_loaded_weights(self, source, loading_info: dict, ignore_mismatched_sizes: bool) -> None:
+        """After loading: name shape mismatches (raise), missing fusion weights (warn), non-finite weights (raise)."""
+        import logging
+
+        logger = logging.getLogger(__name__)
+        own_shapes = {name: tuple(tensor.shape) for name, tensor in self.state_dict().items()}
+        mismatched = []
+        for item in loading_info.get("mismatched_keys") or ():
+            # transformers 5 gives (key, checkpoint shape, model shape); 4.x only the key
+            key, saved = (item[0], tuple(item[1])) if isinstance(item, tuple) else (item, None)
+            mismatched.append((key, saved, own_shapes.get(key)))
+        if mismatched and not ignore_mismatched_sizes:
+            raise ValueError(self._mismatch_message(source, sorted(mismatched)))
+
+        prefix = f"{self.base_model_prefix}."
+        fusion_missing = sorted(
+            key
+            for key in loading_info.get("missing_keys") or ()
+            if key.removeprefix(prefix).startswith(("fusion.", "deeper."))
+        )
+        if fusion_missing:
+            logger.warning(
+                "%s: the checkpoint has no weights for %d fusion tensor(s) of fusion=%r (%s); they were newly "
+                "initialised (fusion_init=%r). Expected when putting a new fusion on a checkpoint trained with "
+                "another one; otherwise the checkpoint is incomplete and the model needs training before use.",
+                source, len(fusion_missing), self.config.fusion, ", ".join(fusion_missing[:4])
+                + (", ..." if len(fusion_missing) > 4 else ""), self.config.fusion_init,
+            )  # fmt: skip
+
+        non_finite = []
+        with torch.no_grad():
+            for name, tensor in self.state_dict().items():
+                if tensor.is_floating_point() and tensor.device.type != "meta" and not torch.isfinite(tensor).all():
+                    bad = int((~torch.isfinite(tensor)).sum())
+                    non_finite.append(f"{name} ({bad} of {tensor.numel()} values)")
+        if non_finite:
+            shown = ", ".join(non_finite[:8]) + (f", ... ({len(non_finite)} tensors)" if len(non_finite) > 8 else "")
+            raise ValueError(
+                f"{source}: non-finite (NaN or inf) weights in {shown}. The checkpoint is corrupt or was saved after "
+                "training diverged; use an earlier checkpoint (check the loss logged by the run that wrote it)."
+            )
+
+    def _mismatch_message(self, source, mismatched: list) -> str:
+        """Why the checkpoint's shapes differ from this config's, and what to do about it."""
+        prefix = f"{self.base_model_prefix}."
+
+        def shape(value):
+            # transformers 4.x does not return the checkpoint's shape (its own warning above shows it)
+            return "another shape" if value is None else "x".join(map(str, value)) or "scalar"
+
+        lines = [f"  {key}: checkpoint {shape(saved)}, model {shape(built)}" for key, saved, built in mismatched]
+        message = [
+            f"{source}: {len(mismatched)} weight(s) in the checkpoint have other shapes than "
+            f"{type(self).__name__} builds from its config:",
+            *lines,
+        ]
+        parts = {key.removeprefix(prefix).split(".", 1)[0] for key, _, _ in mismatched}
+        in_head = any(not key.startswith(prefix) for key, _, _ in mismatched) and hasattr(self, self.base_model_prefix)
+        if in_head and hasattr(self, "num_labels"):  # a classification head: its size is the label map's
+            labels = list(self.config.id2label.values())
+            message.append(
+                f"The head does not match the label map: the config asks for num_labels={self.config.num_labels} "
+                f"({labels[:8]}{' ...' if len(labels) > 8 else ''}). Give the checkpoint's own label map, or pass "
+                "ignore_mismatched_sizes=True to start a new, untrained head for a new label set."
+            )
+        elif in_head:
+            message.append("The task head's weights do not fit the config: config.json and the weights disagree.")
+        if parts & {"fusion", "deeper"}:
+            message.append(
+                f"The fusion weights do not fit fusion={self.config.fusion!r}, fusion_layers="
+                f"{self.config.fusion_layers!r}, dwatt_pos_dim={self.config.dwatt_pos_dim}: config.json and the "
+                "weights do not belong together (or a config override changed the fusion's shape)."
+            )
+        if "backbone" in parts:
+            message.append("The backbone weights do not fit backbone_config: config.json and the weights disagree.")
+        return "\n".join(message)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ from .data import (
     write_conll_predictions,
 )
 from .hub import push_trained_run
-from .metrics import align_predictions, make_ner_compute_metrics
+from .inference import predict_word_labels
+from .metrics import align_predictions, make_ner_compute_metrics, score_tag_sequences
 from .modelcard import save_run_arguments
 from .modeling_dwatt import DWAttForTokenClassification
 from .training import ModelArguments, checkpoint_to_resume, fusion_optimizer, load_model
@@ -51,6 +52,10 @@ class NerDataArguments:
     max_predict_samples: int | None = field(default=None, metadata={"help": "Predict the first N sentences."})
     max_seq_length: int = field(default=128, metadata={"help": "Sub-word length after truncation."})
     label_all_tokens: bool = field(default=False, metadata={"help": "Label every sub-word, not only the first."})
+    stride: int | None = field(
+        default=None,
+        metadata={"help": "Sub-words shared by neighbouring windows when test sentences exceed --max_seq_length."},
+    )
 
 
 def load_ner_data(data_args: NerDataArguments) -> DatasetDict:
@@ -155,14 +160,22 @@ def run_ner(
         prediction = trainer.predict(tokenized["test"], metric_key_prefix="predict")
         metrics = {**prediction.metrics, "predict_samples": len(tokenized["test"])}
         metrics["predict_truncated_sentences"] = truncated["test"]
-        trainer.log_metrics("predict", metrics)
-        trainer.save_metrics("predict", metrics)
-        results.update(metrics)
         if trainer.is_world_process_zero():
-            predicted, gold = align_predictions(prediction.predictions, prediction.label_ids, label_list)
+            predicted, _ = align_predictions(prediction.predictions, prediction.label_ids, label_list)
+            if truncated["test"]:
+                # The Trainer saw only what fit in --max_seq_length: label and score every word with windows.
+                predicted = predict_word_labels(
+                    trainer.model, tokenizer, raw["test"]["tokens"], data_args.max_seq_length, data_args.stride
+                )
+                scored = score_tag_sequences(predicted, gold_tags(raw), label_list)
+                metrics.update({f"predict_{name}": value for name, value in scored.items()})
+                metrics["predict_scored_with_windows"] = True
             write_conll_predictions(
                 Path(training_args.output_dir) / "predictions.conll", raw["test"]["tokens"], gold_tags(raw), predicted
             )
+        trainer.log_metrics("predict", metrics)
+        trainer.save_metrics("predict", metrics)
+        results.update(metrics)
 
     if push_requested:
         if not training_args.do_train:

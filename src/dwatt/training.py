@@ -16,8 +16,8 @@ from pathlib import Path
 
 import transformers
 from transformers import AutoConfig, HfArgumentParser, PreTrainedModel, Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
+from .checks import last_complete_checkpoint
 from .configuration_dwatt import FUSIONS, DWAttConfig
 from .data import bundled_minilm_path
 
@@ -177,7 +177,7 @@ def checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
     output_dir = Path(training_args.output_dir)
     if not training_args.do_train or not output_dir.is_dir():
         return None
-    last = get_last_checkpoint(str(output_dir))
+    last = last_complete_checkpoint(output_dir)  # not get_last_checkpoint: a kill mid-save leaves a partial folder
     if last is not None:
         logger.info("Resuming from %s (the last checkpoint in --output_dir)", last)
     return last

@@ -1,0 +1,493 @@
+"""Reliability: bad input gets a clear error (file, line, what was expected), long input loses no word,
+bad checkpoints and configs say what is wrong. docs/RELIABILITY.md maps every case to its test here.
+
+Data cases already covered in tests/test_data.py (malformed tags, wrong column counts, empty files,
+non-UTF-8 column files, BOM/CRLF column files, unseen dev/test tags) are not repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY, parse_run_args, tiny_backbone_config
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoTokenizer, BertConfig, BertModel, TrainingArguments
+from transformers.modeling_outputs import TokenClassifierOutput
+
+from dwatt import DWAttConfig, DWAttForTokenClassification, DWAttModel
+from dwatt.data import (
+    LABEL_PAD_ID,
+    NO_BOUNDARY_WARNING_TOKENS,
+    check_table_file,
+    load_ner_files,
+    read_column_file,
+    tokenize_and_align_labels,
+    tokenize_ner_dataset,
+)
+from dwatt.inference import plan_windows, predict_word_labels
+from dwatt.ner import NerDataArguments, run_ner
+from dwatt.training import ModelArguments
+
+FIXTURES = Path(__file__).parent / "fixtures" / "reliability"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    return path
+
+
+def tag_names(dataset) -> list[list[str]]:
+    names = dataset.features["ner_tags"].feature.names
+    return [[names[i] for i in row] for row in dataset["ner_tags"]]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(minilm_path):
+    return AutoTokenizer.from_pretrained(minilm_path)
+
+
+# --- NER files: what is repaired is counted and reported; what cannot be is an error at file:line ----------
+
+
+def test_i_tag_after_o_in_iob2_is_repaired_counted_and_reported(caplog):
+    path = FIXTURES / "ner_iob2_i_after_o.conll"
+    with caplog.at_level(logging.INFO, logger="dwatt.data"):
+        data = load_ner_files(train_file=path)
+    assert tag_names(data["train"]) == [["B-PER", "I-PER", "O", "B-LOC", "I-LOC"], ["O", "O", "B-PER"]]
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert f"{path}: 2 'I-' tag(s) started a chunk" in warnings[0] and "(lines 4, 9)" in warnings[0]
+
+
+def test_i_tag_after_o_is_rejected_when_iob2_is_promised():
+    path = FIXTURES / "ner_iob2_i_after_o.conll"
+    with pytest.raises(ValueError, match=f"{path}:4: 'I-LOC' starts a chunk \\(after 'O'\\); expected 'B-LOC'"):
+        read_column_file(path, scheme="iob2")
+
+
+def test_iob1_file_is_converted_without_a_warning(caplog):
+    with caplog.at_level(logging.INFO, logger="dwatt.data"):
+        read_column_file(Path(__file__).parent / "fixtures" / "conll2003_iob1_sample.txt")
+    assert [record.levelno for record in caplog.records] == [logging.INFO]
+    assert "read as IOB1" in caplog.records[0].getMessage()
+
+
+@pytest.mark.parametrize("tag", ["S-PER", "E-LOC", "b-per", "B-", "PER"])
+def test_tags_of_other_schemes_name_file_and_line(tmp_path, tag):
+    path = write(tmp_path, "bioes.txt", f"Ann B-PER\nLee {tag}\n")
+    with pytest.raises(ValueError, match=f"{path}:2: malformed tag {tag!r}; expected 'O', 'B-<type>' or 'I-<type>'"):
+        load_ner_files(train_file=path)
+
+
+def test_file_without_sentence_boundaries_is_one_sentence_with_a_warning(tmp_path, caplog):
+    count = NO_BOUNDARY_WARNING_TOKENS + 72
+    path = write(tmp_path, "one_block.txt", "".join(f"w{i}\tO\n" for i in range(count)))
+    with caplog.at_level(logging.WARNING, logger="dwatt.data"):
+        sentences = read_column_file(path)
+    assert [len(sentence.tokens) for sentence in sentences] == [count]  # no word dropped
+    (message,) = [record.getMessage() for record in caplog.records]
+    assert f"{path}: no blank line between lines 1 and {count}" in message and "expected a blank line" in message
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dwatt.data"):
+        read_column_file(write(tmp_path, "short.txt", "Ann\tB-PER\nsmiles\tO"))  # one short sentence: fine
+    assert not caplog.records
+
+
+def test_bom_and_crlf_in_a_tab_file_are_accepted():
+    data = load_ner_files(train_file=FIXTURES / "ner_bom_crlf.tsv")
+    assert data["train"]["tokens"] == [["EU", "rejects", "German"], ["Peter", "Blackburn"]]
+    assert tag_names(data["train"]) == [["B-ORG", "O", "B-MISC"], ["B-PER", "I-PER"]]
+
+
+def test_bom_and_crlf_in_json_lines_are_accepted(tmp_path):
+    record = json.dumps({"tokens": ["EU", "rejects"], "ner_tags": ["B-ORG", "O"]})
+    path = write(tmp_path, "bom.jsonl", b"\xef\xbb\xbf" + record.encode() + b"\r\n\r\n" + record.encode() + b"\r\n")
+    assert load_ner_files(train_file=path)["train"]["tokens"] == [["EU", "rejects"]] * 2
+
+
+def test_non_utf8_names_file_and_line():
+    path = FIXTURES / "ner_latin1.conll"
+    with pytest.raises(ValueError, match=f"{path}:5: not valid UTF-8 \\(byte 0xe7\\); expected a UTF-8 text file"):
+        load_ner_files(train_file=path)
+
+
+@pytest.mark.parametrize("content", ["", "\n \n"])
+def test_empty_json_lines_file_is_an_error(tmp_path, content):
+    path = write(tmp_path, "empty.jsonl", content)
+    with pytest.raises(ValueError, match=f"{path}: no sentences found"):
+        load_ner_files(train_file=path)
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere.txt: no such file"):
+        load_ner_files(train_file=tmp_path / "nowhere.txt")
+
+
+@pytest.mark.parametrize("tokens", [["Bob", " "], ["", "x"], ["\t", "\u00a0"]])
+def test_whitespace_only_tokens_in_json_lines_name_file_and_line(tmp_path, tokens):
+    good = json.dumps({"tokens": ["a"], "ner_tags": ["O"]})
+    bad = json.dumps({"tokens": tokens, "ner_tags": ["O"] * len(tokens)})
+    path = write(tmp_path, "blank.jsonl", f"{good}\n{bad}\n")
+    with pytest.raises(ValueError, match=f"{path}:2: token \\d is .*empty or only whitespace; expected a word"):
+        load_ner_files(train_file=path)
+
+
+def test_whitespace_only_token_in_a_column_file_names_file_and_line(tmp_path):
+    path = write(tmp_path, "nbsp.txt", "Ann\tB-PER\n\u00a0\tO\n")
+    with pytest.raises(ValueError, match=f"{path}:2: empty token"):
+        load_ner_files(train_file=path)
+
+
+def test_words_without_subwords_keep_their_label_and_are_counted(tokenizer, caplog):
+    """A zero-width space alone gives no sub-word: it is fed as [UNK], labelled, scored, and reported."""
+    data = load_ner_files(train_file=FIXTURES / "ner_zero_width_tokens.jsonl")
+    batch = {"tokens": list(data["train"]["tokens"]), "ner_tags": list(data["train"]["ner_tags"])}
+    encoded = tokenize_and_align_labels(batch, tokenizer, max_seq_length=32)
+    assert encoded["num_words_as_unk"] == [1, 1]
+    for labels, tags in zip(encoded["labels"], batch["ner_tags"], strict=True):
+        assert [label for label in labels if label != LABEL_PAD_ID] == tags  # every word has its label
+    with caplog.at_level(logging.WARNING, logger="dwatt.data"):
+        tokenized, truncated = tokenize_ner_dataset(data["train"], tokenizer, max_seq_length=32)
+    assert "2 word(s) in 2 sentence(s) gave no sub-word" in caplog.text
+    assert truncated == {"data": 0} and "num_words_as_unk" not in tokenized.column_names
+
+
+def test_truncated_words_are_not_mistaken_for_words_without_subwords(tokenizer):
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    encoded = tokenize_and_align_labels({"tokens": [words], "ner_tags": [[0] * 6]}, tokenizer, max_seq_length=5)
+    assert encoded["num_words_truncated"] == [3] and encoded["num_words_as_unk"] == [0]
+
+
+# --- classification files (CSV, TSV, JSON lines) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "expected"),
+    [
+        ("cls_bad_row.csv", 4, "found 3 field\\(s\\); expected 2 as in the header \\['text', 'label'\\]"),
+        (
+            "cls_unclosed_quote.csv",
+            3,
+            "unexpected end of data; expected ','-separated fields \\(an unclosed quote\\?\\)",
+        ),
+        ("cls_whitespace_text.tsv", 3, "'text' is '   '; expected text"),
+    ],
+)
+def test_bad_classification_files_name_file_and_line(name, line, expected):
+    path = FIXTURES / name
+    with pytest.raises(ValueError, match=expected) as error:
+        check_table_file(path, text_column="text", label_column="label")
+    assert str(error.value).startswith(f"{path}:{line}: ")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("empty.csv", b"", "no rows found"),
+        ("header_only.tsv", b"text\tlabel\n", "no rows found"),
+        ("latin1.csv", b"text,label\nok,pos\nFran\xe7ois,neg\n", ":3: not valid UTF-8"),
+        ("bad.jsonl", b'{"text": "a", "label": "pos"}\n{"text": \n', ":2: invalid JSON"),
+        ("list.jsonl", b'["a", "pos"]\n', ":1: found list; expected one JSON object per line"),
+        ("nolabel.jsonl", b'{"text": "a", "label": "pos"}\n{"text": "b", "label": ""}\n', ":2: 'label' is ''"),
+        ("notext.csv", b"sentence,label\na,pos\n", "no 'text' column; found \\['label', 'sentence'\\]"),
+        ("data.xlsx", b"PK", "unsupported file type '.xlsx'"),
+    ],
+)
+def test_more_bad_classification_files(tmp_path, name, content, expected):
+    with pytest.raises(ValueError, match=expected):
+        check_table_file(write(tmp_path, name, content), text_column="text", label_column="label")
+
+
+def test_good_classification_files_pass(tmp_path):
+    # BOM, CRLF and a quoted field spanning two lines: two rows.
+    assert check_table_file(FIXTURES / "cls_bom_crlf_multiline.csv", "text", "label") == 2
+    unlabelled = write(tmp_path, "test.jsonl", '{"text": "a"}\n\n{"text": "b"}\n')  # a test file to predict
+    assert check_table_file(unlabelled, "text", "label") == 2
+
+
+# --- long input: every word gets a label ----------------------------------------------------------------
+
+
+class EchoTagger(nn.Module):
+    """A stand-in token classifier whose label at each position is known in advance.
+
+    `mode="token"`: label = input id mod num_labels (tests which sub-word labels a word);
+    `mode="position"`: label = position in the window (tests how much context the chosen window gives).
+    """
+
+    def __init__(self, num_labels: int, mode: str):
+        super().__init__()
+        self.mode = mode
+        self.config = BertConfig(num_labels=num_labels)
+        self.anchor = nn.Parameter(torch.zeros(1))  # gives the model a device
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        num_labels = self.config.num_labels
+        if self.mode == "token":
+            ids = input_ids % num_labels
+        else:
+            ids = torch.arange(input_ids.shape[1]).expand_as(input_ids)
+        return TokenClassifierOutput(logits=nn.functional.one_hot(ids, num_labels).float())
+
+
+def long_sentence(length: int) -> list[str]:
+    """Words of one to four sub-words each (MiniLM vocabulary), plus a zero-width space."""
+    pieces = ["Kathmandu", "visited", "Obama", "unbelievably", "the", "Microsoft", "long-winded", "\u200b", "!"]
+    return [pieces[index % len(pieces)] for index in range(length)]
+
+
+@pytest.mark.parametrize("stride", [0, 3, 8])
+def test_every_word_of_a_10x_long_input_is_labelled_by_its_own_first_subword(tokenizer, stride):
+    max_seq_length = 16
+    words = long_sentence(10 * max_seq_length)
+    assert len(tokenizer(words, is_split_into_words=True)["input_ids"]) > 10 * max_seq_length
+    model = EchoTagger(num_labels=997, mode="token")
+    labels = predict_word_labels(model, tokenizer, [words, ["short"]], max_seq_length=max_seq_length, stride=stride)
+    assert [len(row) for row in labels] == [len(words), 1]
+    encoding = tokenizer(words, is_split_into_words=True)
+    unk_id = tokenizer.unk_token_id
+    for index, label in enumerate(labels[0]):
+        first = encoding.word_to_tokens(index)
+        expected = (unk_id if first is None else encoding["input_ids"][first.start]) % 997  # no sub-word: [UNK]
+        assert label == f"LABEL_{expected}", (index, words[index])
+
+
+@pytest.mark.parametrize("stride", [4, 7, 10])
+def test_each_word_is_scored_in_the_window_that_gives_it_most_context(tokenizer, stride):
+    max_seq_length = 14  # 12 content sub-words per window, all full: the input is 10x longer
+    words = [f"w{index}" for index in range(60)]  # each "w<n>" is two or more sub-words
+    model = EchoTagger(num_labels=max_seq_length, mode="position")
+    (positions,) = predict_word_labels(model, tokenizer, [words], max_seq_length=max_seq_length, stride=stride)
+    encoding = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+    total = len(encoding["input_ids"])
+    needed = (stride - 1) // 2
+    for index, label in enumerate(positions):
+        in_window = int(label.removeprefix("LABEL_")) - 1  # minus [CLS]
+        before, after = in_window, max_seq_length - 2 - 1 - in_window
+        start = encoding.word_to_tokens(index).start
+        assert before >= min(needed, start), (index, label)
+        assert after >= min(needed, total - 1 - start), (index, label)
+
+
+def test_windowed_prediction_equals_one_pass_when_the_input_fits(tokenizer):
+    torch.manual_seed(0)
+    config = DWAttConfig(
+        backbone_config=BertConfig(vocab_size=30522, max_position_embeddings=128, **TINY), num_labels=5
+    )
+    model = DWAttForTokenClassification(config).eval()
+    words = ["Barack", "Obama", "visited", "Kathmandu", "with", "Microsoft", "people"]
+    windowed = predict_word_labels(model, tokenizer, [words], max_seq_length=64, stride=8)[0]
+    encoding = tokenizer([words], is_split_into_words=True, return_tensors="pt")
+    with torch.no_grad():
+        ids = model(**encoding).logits[0].argmax(-1)
+    first = [encoding.word_to_tokens(0, index).start for index in range(len(words))]
+    assert windowed == [model.config.id2label[int(ids[position])] for position in first]
+    # A document 10x the window on the real model: a label per word, texts split on whitespace.
+    document = " ".join(long_sentence(200))
+    assert [len(row) for row in predict_word_labels(model, tokenizer, [document, ""], max_seq_length=20)] == [200, 0]
+
+
+def test_window_plan_covers_everything_with_the_requested_overlap():
+    for total in (1, 11, 12, 13, 50, 121):
+        windows = plan_windows(total, window_size=12, stride=5)
+        assert windows[0].start == 0 and windows[-1].end == total
+        assert all(window.end - window.start <= 12 for window in windows)
+        assert all(later.start <= earlier.end - 5 for earlier, later in zip(windows, windows[1:]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"stride": 14}, "stride=14; expected 0 <= stride < 14"),
+        ({"stride": -1}, "stride=-1"),
+        ({"max_seq_length": 2}, "leaves no room next to 2 special tokens"),
+        ({"batch_size": 0}, "batch_size=0"),
+    ],
+)
+def test_bad_window_arguments_are_refused(tokenizer, kwargs, expected):
+    arguments = {"max_seq_length": 16, "stride": 4, **kwargs}
+    with pytest.raises(ValueError, match=expected):
+        predict_word_labels(EchoTagger(3, "token"), tokenizer, [["a", "b"]], **arguments)
+
+
+# --- configs and checkpoints ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def checkpoint(tmp_path) -> Path:
+    """A saved 3-label DWAtt token classifier on a tiny random BERT."""
+    torch.manual_seed(0)
+    model = DWAttForTokenClassification(DWAttConfig(backbone_config=tiny_backbone_config(), num_labels=3))
+    folder = tmp_path / "checkpoint"
+    model.save_pretrained(folder)
+    return folder
+
+
+def edit_weights(folder: Path, edit) -> None:
+    weights = load_file(folder / "model.safetensors")
+    edit(weights)
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+def edit_config(folder: Path, **changes) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config.update(changes)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"fusion": "attention"}, "DWAttConfig.fusion='attention' is not valid; allowed values: 'dwatt'"),
+        ({"fusion_layers": [0, 7]}, "fusion_layers contains 7; expected integers in \\[-3, 2\\]"),
+    ],
+)
+def test_bad_config_json_names_the_field(checkpoint, changes, expected):
+    edit_config(checkpoint, **changes)
+    with pytest.raises(ValueError, match=expected):
+        DWAttForTokenClassification.from_pretrained(checkpoint)
+
+
+def test_missing_fusion_weights_are_initialised_with_a_warning(checkpoint, caplog):
+    edit_weights(checkpoint, lambda weights: [weights.pop(key) for key in list(weights) if ".fusion." in key])
+    with caplog.at_level(logging.WARNING, logger="dwatt.modeling_dwatt"):
+        model, info = DWAttForTokenClassification.from_pretrained(checkpoint, output_loading_info=True)
+    assert "the checkpoint has no weights for 16 fusion tensor(s) of fusion='dwatt'" in caplog.text
+    assert "dwatt.fusion.depth_embedding" in caplog.text and "newly initialised" in caplog.text
+    assert "dwatt.fusion.key_weight" in info["missing_keys"]
+    assert all(torch.isfinite(parameter).all() for parameter in model.parameters())
+
+
+def test_mis_shaped_fusion_weights_are_named(checkpoint):
+    edit_weights(checkpoint, lambda weights: weights.update({"dwatt.fusion.key_weight": torch.zeros(5, 7)}))
+    with pytest.raises(ValueError, match="(?s)dwatt.fusion.key_weight: checkpoint 5x7, model 24x32.*fusion weights"):
+        DWAttForTokenClassification.from_pretrained(checkpoint)
+
+
+@pytest.mark.parametrize("bad_value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused(checkpoint, bad_value):
+    def poison(weights):
+        weights["classifier.weight"][1, 2] = bad_value
+
+    edit_weights(checkpoint, poison)
+    with pytest.raises(
+        ValueError, match="non-finite \\(NaN or inf\\) weights in classifier.weight \\(1 of 96 values\\)"
+    ):
+        DWAttForTokenClassification.from_pretrained(checkpoint)
+
+
+def test_plain_bert_checkpoint_points_to_from_backbone(tmp_path):
+    BertModel(tiny_backbone_config(), add_pooling_layer=False).save_pretrained(tmp_path)
+    for cls in (DWAttForTokenClassification, DWAttModel):
+        with pytest.raises(ValueError, match=f"holds a 'bert' config, not a DWAtt .*{cls.__name__}.from_backbone"):
+            cls.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="holds a 'bert' config"):
+        DWAttForTokenClassification.from_pretrained(tmp_path, config=tiny_backbone_config())
+
+
+def test_label_map_that_disagrees_with_the_head_is_named(checkpoint):
+    with pytest.raises(ValueError, match="(?s)classifier.weight: checkpoint 3x32, model 5x32.*num_labels=5"):
+        DWAttForTokenClassification.from_pretrained(checkpoint, num_labels=5)
+    edit_config(checkpoint, id2label={str(i): f"L{i}" for i in range(4)}, label2id={f"L{i}": i for i in range(4)})
+    with pytest.raises(ValueError, match="The head does not match the label map: the config asks for num_labels=4"):
+        DWAttForTokenClassification.from_pretrained(checkpoint)
+    # A new label set on purpose: the head starts fresh, the rest is kept.
+    model = DWAttForTokenClassification.from_pretrained(checkpoint, ignore_mismatched_sizes=True)
+    assert model.classifier.out_features == 4
+
+
+def test_label_map_of_the_same_size_with_other_names_warns(checkpoint, caplog):
+    """Same size, other names: the trained head is kept (renaming is legitimate), but the user is told."""
+    names = ["O", "B-LOC", "I-LOC"]
+    with caplog.at_level(logging.WARNING, logger="dwatt.modeling_dwatt"):
+        DWAttForTokenClassification.from_pretrained(checkpoint, num_labels=3)  # the saved map: no warning
+        assert not caplog.records
+        DWAttForTokenClassification.from_pretrained(
+            checkpoint, id2label=dict(enumerate(names)), label2id={name: i for i, name in enumerate(names)}
+        )
+    assert "renames 3 of the 3 outputs of the trained head (0: 'LABEL_0' -> 'O'" in caplog.text
+    assert "for different labels it must be retrained" in caplog.text
+
+
+LOAD_UNDER_457 = r"""
+import importlib.abc, json, sys
+
+class BlockDwatt(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "dwatt" or name.startswith("dwatt."):
+            raise ImportError(name)
+
+sys.meta_path.insert(0, BlockDwatt())
+import transformers
+
+outcomes = {}
+for name, checkpoint, kwargs in json.load(open(sys.argv[1])):
+    try:
+        transformers.AutoModelForTokenClassification.from_pretrained(checkpoint, trust_remote_code=True, **kwargs)
+        outcomes[name] = "loaded"
+    except Exception as error:
+        outcomes[name] = f"{type(error).__name__}: {error}"
+outcomes["version"] = transformers.__version__
+json.dump(outcomes, open(sys.argv[2], "w"))
+"""
+
+
+def test_checkpoint_checks_hold_under_transformers_4_57(tmp_path):
+    """The same checks through remote code in transformers 4.57.6, whose loading reports differ."""
+    python = ROOT / ".venv-tf457" / "bin" / "python"
+    if not python.exists():
+        if os.environ.get("DWATT_REQUIRE_COMPAT") == "1":
+            pytest.fail(f"{python} is missing: run tests/compat/setup_tf457.sh")
+        pytest.skip("no transformers 4.57.6 venv (tests/compat/setup_tf457.sh makes one)")
+    torch.manual_seed(0)
+    model = DWAttForTokenClassification(DWAttConfig(backbone_config=tiny_backbone_config(), num_labels=3))
+    cases = {"good": ({}, None), "labels": ({"num_labels": 5}, None), "nan": ({}, "nan"), "missing": ({}, "missing")}
+    loads = []
+    for name, (kwargs, damage) in cases.items():
+        folder = tmp_path / name
+        model.save_pretrained(folder)
+        if damage == "nan":
+            edit_weights(folder, lambda weights: weights["classifier.bias"].fill_(float("nan")))
+        elif damage == "missing":
+            edit_weights(folder, lambda weights: [weights.pop(key) for key in list(weights) if ".fusion." in key])
+        loads.append((name, str(folder), kwargs))
+    (tmp_path / "loads.json").write_text(json.dumps(loads))
+    (tmp_path / "load.py").write_text(LOAD_UNDER_457)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HOME=str(tmp_path / "hf"))
+    env.pop("PYTHONPATH", None)
+    completed = subprocess.run(
+        [str(python), "-I", str(tmp_path / "load.py"), str(tmp_path / "loads.json"), str(tmp_path / "out.json")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    outcomes = json.loads((tmp_path / "out.json").read_text())
+    assert outcomes["version"] == "4.57.6"
+    assert outcomes["good"] == "loaded" and outcomes["missing"] == "loaded"
+    assert "no weights for 16 fusion tensor(s)" in completed.stderr
+    assert outcomes["labels"].startswith("ValueError") and "num_labels=5" in outcomes["labels"]
+    assert outcomes["nan"].startswith("ValueError: ") and "classifier.bias (3 of 3 values)" in outcomes["nan"]
+
+
+def test_run_ner_reports_a_bad_file_from_the_reader_not_from_deep_inside(tiny_bert_dir, tmp_path):
+    """Through run_ner: the error names file, line and expectation, and is raised by our reader before any
+    tokenisation or `datasets` code runs (so the script's last line is this message)."""
+    bad = write(tmp_path, "train.txt", "EU\tB-ORG\nrejects\tB_VERB\n")
+    args = parse_run_args(
+        (ModelArguments, NerDataArguments, TrainingArguments),
+        ["--model_name_or_path", tiny_bert_dir, "--train_file", bad, "--output_dir", tmp_path / "out",
+         "--do_train", "--use_cpu", "--report_to", "none"],
+    )  # fmt: skip
+    with pytest.raises(ValueError) as error:
+        run_ner(*args)
+    assert str(error.value) == f"{bad}:2: malformed tag 'B_VERB'; expected 'O', 'B-<type>' or 'I-<type>' (IOB1/IOB2)"
+    assert Path(str(error.traceback[-1].path)).name == "data.py"

@@ -167,6 +167,8 @@ class DWAttConfig(PretrainedConfig):
         self.classifier_dropout = classifier_dropout
         self.initializer_range = initializer_range
         kwargs.setdefault("auto_map", dict(DWATT_AUTO_MAP))
+        # The Trainer reads the model config's pad token and rewrites the config when it is missing.
+        kwargs.setdefault("pad_token_id", getattr(backbone_config, "pad_token_id", None))
         # Passed to the base class rather than set here: transformers 4.x sets it there and would
         # overwrite our value; 5.x keeps unknown kwargs as attributes.
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)

@@ -1,0 +1,198 @@
+"""Masked-language modelling with a DWAtt model and the stock Trainer: the body of `scripts/run_mlm.py`.
+
+Data comes from the user's plain-text files (`--train_file`/`--validation_file`, one document per line;
+`.csv`/`.json`/`.jsonl` files with a `text` column also work), a Hub dataset (`--dataset_name`, online),
+or by default the bundled Lee news corpus (`dwatt.data.load_lee_corpus`: 300 training and 50 held-out
+documents). As in transformers' `run_mlm.py`, the documents are tokenised, concatenated and cut into
+blocks of `--max_seq_length` tokens, and the stock `DataCollatorForLanguageModeling` masks 15% of the
+tokens afresh for every batch. Evaluation reports the masked-token loss and `perplexity = exp(eval_loss)`.
+
+Note: the bundled all-MiniLM-L6-v2 checkpoint is a sentence-embedding model saved without its MLM head,
+so with it the LM head (dense + LayerNorm + decoder bias) starts random; only the decoder weight, tied to
+the input embeddings, is pretrained. Early losses and perplexities are therefore far above those of a
+BERT checkpoint that ships its MLM head, and are not comparable with published numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from itertools import chain
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, load_dataset
+from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
+
+from .data import load_lee_corpus
+from .modelcard import save_run_arguments
+from .modeling_dwatt import DWAttForMaskedLM
+from .training import ModelArguments, checkpoint_to_resume, fusion_optimizer, load_model
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_DATASET = "lee-corpus-bundled"
+
+# File suffix -> `datasets` builder; anything else is read as plain text, one document per line.
+_FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json"}
+
+
+@dataclass
+class MlmDataArguments:
+    """Which text to train and evaluate on, and how to cut it into blocks."""
+
+    dataset_name: str = field(
+        default=BUNDLED_DATASET,
+        metadata={"help": f"A Hub dataset with a text column (online), or '{BUNDLED_DATASET}' (offline default)."},
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Config of the Hub dataset."})
+    train_file: str | None = field(default=None, metadata={"help": "Plain text, one document per line."})
+    validation_file: str | None = field(default=None, metadata={"help": "Evaluated with --do_eval."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the text (CSV/JSON/Hub data)."})
+    validation_split_percentage: int = field(
+        default=5, metadata={"help": "Percent of train held out for --do_eval when there is no validation split."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N blocks."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N blocks."})
+    max_seq_length: int = field(default=128, metadata={"help": "Tokens per block (capped at the model's maximum)."})
+    mlm_probability: float = field(default=0.15, metadata={"help": "Share of tokens masked for the loss."})
+
+
+def load_text_file(path: str, split: str) -> Dataset:
+    """One text file as a Dataset; `.csv`/`.json`/`.jsonl` go through their `datasets` builders."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    builder = _FILE_BUILDERS.get(Path(path).suffix.lower(), "text")
+    return load_dataset(builder, data_files={split: str(path)}, split=split)
+
+
+def load_mlm_data(data_args: MlmDataArguments, seed: int) -> DatasetDict:
+    """Raw documents per split; a validation split is carved out of train when there is none."""
+    if data_args.train_file or data_args.validation_file:
+        files = {"train": data_args.train_file, "validation": data_args.validation_file}
+        raw = DatasetDict({split: load_text_file(path, split) for split, path in files.items() if path})
+    elif data_args.dataset_name == BUNDLED_DATASET:
+        raw = load_lee_corpus()
+    else:
+        raw = load_dataset(data_args.dataset_name, data_args.dataset_config_name)
+    if "validation" not in raw and "train" in raw and data_args.validation_split_percentage > 0:
+        held_out = raw["train"].train_test_split(test_size=data_args.validation_split_percentage / 100, seed=seed)
+        raw = DatasetDict({"train": held_out["train"], "validation": held_out["test"]})
+    for split, dataset in raw.items():
+        if data_args.text_column not in dataset.column_names:
+            raise ValueError(
+                f"{split} data has no {data_args.text_column!r} column (columns: {dataset.column_names}); "
+                "set --text_column"
+            )
+    return raw
+
+
+def group_texts(examples: dict[str, list], block_size: int) -> dict[str, list]:
+    """Concatenate tokenised documents and cut them into `block_size` blocks, dropping the short remainder.
+
+    The `Dataset.map` step of transformers' `run_mlm.py`: no padding, no token wasted on short lines.
+    """
+    concatenated = {key: list(chain.from_iterable(values)) for key, values in examples.items()}
+    total_length = len(next(iter(concatenated.values())))
+    total_length = (total_length // block_size) * block_size
+    return {
+        key: [tokens[start : start + block_size] for start in range(0, total_length, block_size)]
+        for key, tokens in concatenated.items()
+    }
+
+
+def _block_size(data_args: MlmDataArguments, tokenizer) -> int:
+    # A longer block would index past the backbone's position embeddings.
+    limit = tokenizer.model_max_length
+    if data_args.max_seq_length > limit:
+        logger.warning(
+            "--max_seq_length %d exceeds the model's maximum %d; using %d", data_args.max_seq_length, limit, limit
+        )
+        return limit
+    return data_args.max_seq_length
+
+
+def run_mlm(
+    model_args: ModelArguments,
+    data_args: MlmDataArguments,
+    training_args: TrainingArguments,
+    callbacks: list | None = None,
+) -> dict:
+    """Train / evaluate as the flags say; return every metric (eval adds `perplexity`), also written as JSON files."""
+    set_seed(training_args.seed)
+    raw = load_mlm_data(data_args, training_args.seed)
+    for flag, split, wanted in (
+        ("--do_train", "train", training_args.do_train),
+        ("--do_eval", "validation", training_args.do_eval),
+    ):
+        if wanted and split not in raw:
+            raise ValueError(f"{flag} needs a {split} split; the data has {sorted(raw)}")
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.model_name_or_path, revision=model_args.revision, trust_remote_code=model_args.trust_remote_code
+    )
+    model = load_model(model_args, DWAttForMaskedLM)
+    block_size = _block_size(data_args, tokenizer)
+
+    def tokenize(examples):
+        # Blank lines are not documents. No truncation: long documents are cut into blocks below.
+        texts = [text for text in examples[data_args.text_column] if text and text.strip()]
+        return tokenizer(texts, return_special_tokens_mask=True)
+
+    with training_args.main_process_first(desc="tokenising and grouping"):
+        blocks = DatasetDict()
+        for split, dataset in raw.items():
+            tokenized = dataset.map(tokenize, batched=True, remove_columns=dataset.column_names, desc=f"{split}")
+            blocks[split] = tokenized.map(
+                group_texts, batched=True, fn_kwargs={"block_size": block_size}, desc=f"{split} blocks"
+            )
+    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
+        if limit is not None and split in blocks:
+            blocks[split] = blocks[split].select(range(min(limit, len(blocks[split]))))
+    for split, wanted in (("train", training_args.do_train), ("validation", training_args.do_eval)):
+        if wanted and len(blocks[split]) == 0:
+            raise ValueError(f"the {split} text is shorter than one block of {block_size} tokens")
+
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=blocks.get("train") if training_args.do_train else None,
+        eval_dataset=blocks.get("validation") if training_args.do_eval else None,
+        processing_class=tokenizer,
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm_probability=data_args.mlm_probability),
+        optimizer_cls_and_kwargs=fusion_optimizer(model, training_args, model_args.fusion_learning_rate),
+        callbacks=callbacks,
+    )
+
+    results = {}
+    if training_args.do_train:
+        started = time.perf_counter()
+        train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
+        trainer.save_model()
+        if trainer.is_world_process_zero():
+            save_run_arguments(training_args.output_dir, model_args, data_args, training_args)
+        metrics = {**train_result.metrics, "train_samples": len(blocks["train"])}
+        metrics["train_wall_seconds"] = round(time.perf_counter() - started, 1)
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+        results.update(metrics)
+
+    if training_args.do_eval:
+        metrics = trainer.evaluate()
+        metrics["eval_samples"] = len(blocks["validation"])
+        metrics["perplexity"] = perplexity(metrics["eval_loss"])
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+        results.update(metrics)
+
+    return results
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss), or inf when that overflows (a random LM head can start there)."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return float("inf")

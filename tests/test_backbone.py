@@ -50,3 +50,10 @@ def test_from_backbone_refuses_a_dwatt_checkpoint(tmp_path, minilm_path):
     DWAttModel.from_backbone(str(minilm_path), fusion="mean").save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="already a DWAtt checkpoint"):
         DWAttForTokenClassification.from_backbone(str(tmp_path))
+
+
+def test_backbone_keeps_its_attention_implementation(minilm_path):
+    """Wrapping must not reset the loaded encoder's attention (sdpa) to None, in memory or after a reload."""
+    model = DWAttForTokenClassification.from_backbone(str(minilm_path), num_labels=3)
+    assert model.dwatt.backbone.config._attn_implementation == "sdpa"
+    assert model.config._attn_implementation == "sdpa"

@@ -167,6 +167,9 @@ class DWAttConfig(PretrainedConfig):
         self.classifier_dropout = classifier_dropout
         self.initializer_range = initializer_range
         kwargs.setdefault("auto_map", dict(DWATT_AUTO_MAP))
+        # The base class sets attn_implementation on every sub-config: without this it would reset the
+        # backbone's (e.g. "sdpa" of a loaded encoder) to None, and its attention would fall back to a warning path.
+        kwargs.setdefault("attn_implementation", getattr(backbone_config, "_attn_implementation", None))
         # The Trainer reads the model config's pad token and rewrites the config when it is missing.
         kwargs.setdefault("pad_token_id", getattr(backbone_config, "pad_token_id", None))
         # Passed to the base class rather than set here: transformers 4.x sets it there and would

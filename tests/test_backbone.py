@@ -57,3 +57,14 @@ def test_backbone_keeps_its_attention_implementation(minilm_path):
     model = DWAttForTokenClassification.from_backbone(str(minilm_path), num_labels=3)
     assert model.dwatt.backbone.config._attn_implementation == "sdpa"
     assert model.config._attn_implementation == "sdpa"
+
+
+def test_padding_does_not_change_real_tokens_after_from_backbone(minilm_path):
+    """A regression: wrapping once reset the encoder's attention to None, which ignored the padding mask."""
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    model = DWAttForTokenClassification.from_backbone(str(minilm_path), num_labels=3).eval()
+    padded = tokenizer(["a b c d e f g h i", "hello world"], padding=True, return_tensors="pt")
+    alone = tokenizer(["hello world"], return_tensors="pt")
+    with torch.no_grad():
+        in_batch = model(**padded).logits[1, : alone["input_ids"].shape[1]]
+        torch.testing.assert_close(in_batch, model(**alone).logits[0], rtol=1e-4, atol=1e-5)

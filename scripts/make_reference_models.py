@@ -77,7 +77,13 @@ def train(name: str) -> Path:
 def render(name: str, repo_namespace: str = DEFAULT_REPO_NAMESPACE) -> Path:
     """Export the run's push-ready folder, then copy its card and figures into model_cards/<name>/."""
     run_dir = REPO_ROOT / "outputs" / name
-    exported = export_push_ready(run_dir, REPO_ROOT / "outputs" / f"{name}-hub", repo_id=f"{repo_namespace}/{name}")
+    analysis_dir = REPO_ROOT / "results" / "analysis" / name  # scripts/analyze_layers.py, where it was run
+    exported = export_push_ready(
+        run_dir,
+        REPO_ROOT / "outputs" / f"{name}-hub",
+        repo_id=f"{repo_namespace}/{name}",
+        analysis_dir=analysis_dir if (analysis_dir / "report.md").is_file() else None,
+    )
     hub_dir = exported.folder
     card_dir = CARDS_DIR / name
     card_dir.mkdir(parents=True, exist_ok=True)

@@ -374,3 +374,18 @@ def test_export_never_deletes_files_it_did_not_write(run_dir, tmp_path):
     with pytest.raises(FileExistsError, match="precious.txt"):
         export_push_ready(run_dir, target, repo_id=REPO_ID)
     assert (target / "precious.txt").read_text() == "keep me"
+
+
+def test_card_quotes_the_layer_analysis_findings_and_ships_its_figure(run_dir, tmp_path):
+    analysis_dir = tmp_path / "analysis" / "run"
+    analysis_dir.mkdir(parents=True)
+    (analysis_dir / "report.md").write_text(
+        "# Layer analysis\n\n## Findings\n\n- Entity words draw from layer 0.\n- Masking layer 3 costs 2.5 F1.\n\n"
+        "## 1. Details\n\n- not a finding\n"
+    )
+    (analysis_dir / "type_profiles.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    exported = export_push_ready(run_dir, tmp_path / "export", repo_id="me/run", analysis_dir=analysis_dir)
+    card = (exported.folder / "README.md").read_text()
+    assert "## Layer analysis" in card and "- Masking layer 3 costs 2.5 F1." in card
+    assert "not a finding" not in card and "(type_profiles.png)" in card
+    assert "type_profiles.png" in exported.files

@@ -152,13 +152,15 @@ def export_push_ready(
     base_model: str | None = None,
     figure: bool = True,
     figure_sentences: int = 100,
+    analysis_dir: str | Path | None = None,
 ) -> ExportedRun:
     """Copy the Hub-worthy files of `run_dir` into `export_dir` (default `<run_dir>/hub`), scrubbed, with the card.
 
     `revision` is what the card's usage snippet loads; `figure` draws the fusion weights (DWAtt and scalar
-    mix, when the run wrote predictions.conll) on up to `figure_sentences` test sentences.
+    mix, when the run wrote predictions.conll) on up to `figure_sentences` test sentences. `analysis_dir`
+    (an `analyze_layers.py` output folder for this checkpoint) adds its findings and figure to the card.
     """
-    from .modelcard import fusion_weight_figure
+    from .modelcard import LayerAnalysisSummary, fusion_weight_figure
 
     run_dir = Path(run_dir)
     export_dir = Path(export_dir) if export_dir is not None else run_dir / DEFAULT_EXPORT_SUBDIR
@@ -187,6 +189,10 @@ def export_push_ready(
 
     summary = fusion_weight_figure(run_dir, export_dir, figure_sentences) if figure else None
     card_kwargs = {"repo_id": repo_id, "license": license, "base_model": base_model}
+    if analysis_dir is not None:
+        card_kwargs["analysis"] = LayerAnalysisSummary.read(analysis_dir)
+        if card_kwargs["analysis"].figure_file:
+            shutil.copy2(Path(analysis_dir) / LayerAnalysisSummary.FIGURE, export_dir / LayerAnalysisSummary.FIGURE)
     card = render_model_card(run_dir, revision=revision, figure=summary, **card_kwargs)
     card.save(export_dir / README)
     check_no_local_paths(export_dir, _leak_needles(run_dir))

@@ -618,6 +618,31 @@ def language_text(run_dir: Path) -> str:
     return "English" + {True: ", uncased (the tokenizer lower-cases)", False: ", cased"}.get(lower, "")
 
 
+@dataclass
+class LayerAnalysisSummary:
+    """The findings of `scripts/analyze_layers.py` on this checkpoint, quoted in the card as written."""
+
+    findings: list[str]
+    figure_file: str | None
+    source: str
+
+    FIGURE = "type_profiles.png"
+
+    @classmethod
+    def read(cls, analysis_dir: str | Path) -> LayerAnalysisSummary:
+        """Read the "## Findings" bullets of `report.md` in an analysis folder."""
+        analysis_dir = Path(analysis_dir)
+        report = (analysis_dir / "report.md").read_text(encoding="utf-8")
+        if "## Findings" not in report:
+            raise ValueError(
+                f"{analysis_dir / 'report.md'} has no '## Findings' section; expected analyze_layers output"
+            )
+        section = report.split("## Findings", 1)[1].split("\n## ", 1)[0]
+        findings = [line[2:].strip() for line in section.splitlines() if line.startswith("- ")]
+        figure = cls.FIGURE if (analysis_dir / cls.FIGURE).is_file() else None
+        return cls(findings=findings, figure_file=figure, source=f"{analysis_dir.name}/report.md")
+
+
 def render_model_card(
     run_dir: str | Path,
     repo_id: str,
@@ -627,8 +652,11 @@ def render_model_card(
     license: str | None = None,
     base_model: str | None = None,
     template_path: str | Path = TEMPLATE_PATH,
+    analysis: LayerAnalysisSummary | None = None,
 ) -> ModelCard:
     """Render the card of a `run_ner` output folder (metadata + body); nothing is written to disk.
+
+    `analysis` adds the layer-analysis findings of `scripts/analyze_layers.py` and its per-type figure.
 
     `base_model` and `license` override what the run recorded (the bundled MiniLM is named by its Hub id
     and Apache-2.0 licence); without either, the metadata leaves the field out and the text says so.
@@ -689,6 +717,7 @@ def render_model_card(
         per_type_split=split,
         per_type_rows=type_rows,
         figure=figure.for_template() if figure else None,
+        analysis=analysis,
         limitations=limitations(run, dataset, base_model),
         language_text=language_text(run.path),
     )

@@ -972,7 +972,7 @@ def ablation_findings(result: LayerAnalysis, rows: Sequence[AblationRow]) -> lis
     text = (
         f"Ablation: the largest F1 drop comes from masking layer {worst.layer} ({_points(worst.delta)} points, "
         f"95% interval {_interval(worst.interval)}). Significant drops (interval below 0): layers "
-        f"{_layer_list(drops)}; significant gains: {_layer_list(gains)}."
+        f"{_layer_list(drops)}; significant gains (masking helps): layers {_layer_list(gains)}."
     )
     findings = [text]
     for row in rows:

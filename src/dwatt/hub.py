@@ -23,7 +23,14 @@ from pathlib import Path
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 
 from .configuration_dwatt import DWATT_AUTO_MAP
-from .modelcard import FIGURE_FILE, RUN_ARGUMENTS_FILE, render_model_card, save_run_arguments
+from .modelcard import (
+    FIGURE_FILE,
+    RUN_ARGUMENTS_FILE,
+    LayerAnalysisSummary,
+    fusion_weight_figure,
+    render_model_card,
+    save_run_arguments,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +132,7 @@ def clear_previous_export(export_dir: Path) -> None:
     """
     export_dir.mkdir(parents=True, exist_ok=True)
     entries = list(export_dir.iterdir())
-    ours = PUSHED_PATTERNS + (README, FIGURE_FILE)
+    ours = PUSHED_PATTERNS + (README, FIGURE_FILE, LayerAnalysisSummary.FIGURE)
     strangers = [p.name for p in entries if not p.is_file() or not any(fnmatch.fnmatch(p.name, o) for o in ours)]
     if strangers:
         raise FileExistsError(f"{export_dir} holds files an export does not write ({strangers[:5]}); choose another")
@@ -160,8 +167,6 @@ def export_push_ready(
     mix, when the run wrote predictions.conll) on up to `figure_sentences` test sentences. `analysis_dir`
     (an `analyze_layers.py` output folder for this checkpoint) adds its findings and figure to the card.
     """
-    from .modelcard import LayerAnalysisSummary, fusion_weight_figure
-
     run_dir = Path(run_dir)
     export_dir = Path(export_dir) if export_dir is not None else run_dir / DEFAULT_EXPORT_SUBDIR
     repo_id = repo_id or run_dir.resolve().name

@@ -14,7 +14,6 @@ Labels may be strings or numbers. The label list is the sorted set of labels of 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +23,15 @@ from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding, Tra
 
 from .data import check_table_file, load_pang_lee_polarity, sample_few_shot, split_train_test
 from .metrics import compute_classification_metrics
-from .modelcard import save_run_arguments
 from .modeling_dwatt import DWAttForSequenceClassification
-from .training import ModelArguments, checkpoint_to_resume, fusion_optimizer, is_dwatt_checkpoint, load_model
+from .training import (
+    ModelArguments,
+    fusion_optimizer,
+    is_dwatt_checkpoint,
+    load_model,
+    record_metrics,
+    train_and_save,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -298,31 +303,17 @@ def run_classification(
 
     results = {}
     if training_args.do_train:
-        started = time.perf_counter()
-        train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
-        trainer.save_model()
-        if trainer.is_world_process_zero():
-            save_run_arguments(training_args.output_dir, model_args, data_args, training_args)
-        metrics = {**train_result.metrics, "train_samples": len(tokenized["train"])}
-        metrics["train_wall_seconds"] = round(time.perf_counter() - started, 1)
-        trainer.log_metrics("train", metrics)
-        trainer.save_metrics("train", metrics)
-        trainer.save_state()
-        results.update(metrics)
+        results.update(train_and_save(trainer, model_args, data_args))
 
     if training_args.do_eval:
         metrics = trainer.evaluate()
         metrics["eval_samples"] = len(tokenized["validation"])
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
-        results.update(metrics)
+        results.update(record_metrics(trainer, "eval", metrics))
 
     if training_args.do_predict:
         prediction = trainer.predict(tokenized["test"], metric_key_prefix="predict")
         metrics = {**prediction.metrics, "predict_samples": len(tokenized["test"])}
-        trainer.log_metrics("predict", metrics)
-        trainer.save_metrics("predict", metrics)
-        results.update(metrics)
+        results.update(record_metrics(trainer, "predict", metrics))
         if trainer.is_world_process_zero():
             logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
             predicted = [label_list[index] for index in np.asarray(logits).argmax(axis=-1)]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -26,9 +25,8 @@ from datasets import Dataset, DatasetDict, load_dataset
 from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
 
 from .data import load_lee_corpus
-from .modelcard import save_run_arguments
 from .modeling_dwatt import DWAttForMaskedLM
-from .training import ModelArguments, checkpoint_to_resume, fusion_optimizer, load_model
+from .training import ModelArguments, fusion_optimizer, load_model, record_metrics, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -167,25 +165,13 @@ def run_mlm(
 
     results = {}
     if training_args.do_train:
-        started = time.perf_counter()
-        train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
-        trainer.save_model()
-        if trainer.is_world_process_zero():
-            save_run_arguments(training_args.output_dir, model_args, data_args, training_args)
-        metrics = {**train_result.metrics, "train_samples": len(blocks["train"])}
-        metrics["train_wall_seconds"] = round(time.perf_counter() - started, 1)
-        trainer.log_metrics("train", metrics)
-        trainer.save_metrics("train", metrics)
-        trainer.save_state()
-        results.update(metrics)
+        results.update(train_and_save(trainer, model_args, data_args))
 
     if training_args.do_eval:
         metrics = trainer.evaluate()
         metrics["eval_samples"] = len(blocks["validation"])
         metrics["perplexity"] = perplexity(metrics["eval_loss"])
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
-        results.update(metrics)
+        results.update(record_metrics(trainer, "eval", metrics))
 
     return results
 

@@ -7,7 +7,6 @@ Data comes from the user's files (`--train_file`, CoNLL / `token<TAB>tag` / JSON
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,9 +24,8 @@ from .data import (
 from .hub import push_trained_run
 from .inference import predict_word_labels
 from .metrics import align_predictions, make_ner_compute_metrics, score_tag_sequences
-from .modelcard import save_run_arguments
 from .modeling_dwatt import DWAttForTokenClassification
-from .training import ModelArguments, checkpoint_to_resume, fusion_optimizer, load_model
+from .training import ModelArguments, fusion_optimizer, load_model, record_metrics, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -135,26 +133,15 @@ def run_ner(
 
     results = {}
     if training_args.do_train:
-        started = time.perf_counter()
-        train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
-        trainer.save_model()
-        if trainer.is_world_process_zero():
-            save_run_arguments(training_args.output_dir, model_args, data_args, training_args)
-        metrics = {**train_result.metrics, "train_samples": len(tokenized["train"])}
-        metrics["train_truncated_sentences"] = truncated["train"]
-        metrics["train_wall_seconds"] = round(time.perf_counter() - started, 1)
-        trainer.log_metrics("train", metrics)
-        trainer.save_metrics("train", metrics)
-        trainer.save_state()
-        results.update(metrics)
+        results.update(
+            train_and_save(trainer, model_args, data_args, {"train_truncated_sentences": truncated["train"]})
+        )
 
     if training_args.do_eval:
         metrics = trainer.evaluate()
         metrics["eval_samples"] = len(tokenized["validation"])
         metrics["eval_truncated_sentences"] = truncated["validation"]
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
-        results.update(metrics)
+        results.update(record_metrics(trainer, "eval", metrics))
 
     if training_args.do_predict:
         prediction = trainer.predict(tokenized["test"], metric_key_prefix="predict")
@@ -173,9 +160,7 @@ def run_ner(
             write_conll_predictions(
                 Path(training_args.output_dir) / "predictions.conll", raw["test"]["tokens"], gold_tags(raw), predicted
             )
-        trainer.log_metrics("predict", metrics)
-        trainer.save_metrics("predict", metrics)
-        results.update(metrics)
+        results.update(record_metrics(trainer, "predict", metrics))
 
     if push_requested:
         if not training_args.do_train:

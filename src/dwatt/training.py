@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from transformers import AutoConfig, HfArgumentParser, PreTrainedModel, Trainer,
 from .checks import last_complete_checkpoint
 from .configuration_dwatt import FUSIONS, DWAttConfig
 from .data import bundled_minilm_path
+from .modelcard import save_run_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -186,3 +188,26 @@ def checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
 def write_json(path: str | Path, payload: dict) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def record_metrics(trainer: Trainer, split: str, metrics: dict) -> dict:
+    """Log and save (`<split>_results.json`, `all_results.json`) a phase's metrics; returns them."""
+    trainer.log_metrics(split, metrics)
+    trainer.save_metrics(split, metrics)
+    return metrics
+
+
+def train_and_save(trainer: Trainer, model_args, data_args, extra_metrics: dict | None = None) -> dict:
+    """Train (resuming from the output folder's last complete checkpoint), then save the model, the run's
+    arguments (for its model card), the metrics and the Trainer state. Shared by every run_* script."""
+    training_args = trainer.args
+    started = time.perf_counter()
+    train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
+    trainer.save_model()
+    if trainer.is_world_process_zero():
+        save_run_arguments(training_args.output_dir, model_args, data_args, training_args)
+    metrics = {**train_result.metrics, "train_samples": len(trainer.train_dataset), **(extra_metrics or {})}
+    metrics["train_wall_seconds"] = round(time.perf_counter() - started, 1)
+    record_metrics(trainer, "train", metrics)
+    trainer.save_state()
+    return metrics

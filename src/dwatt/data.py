@@ -355,6 +355,19 @@ def read_column_file(path: PathLike, scheme: Scheme = "auto") -> list[NerSentenc
     return _apply_scheme(sentences, scheme, path)
 
 
+def json_lines(path: PathLike, lines: Iterable[str]) -> Iterable[tuple[int, Any]]:
+    """(1-based line number, parsed value) of each non-blank JSON line; invalid JSON names the file and line."""
+    for line_number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield line_number, json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{path}:{line_number}: invalid JSON ({error.msg}); expected one JSON object per line (JSON lines)"
+            ) from None
+
+
 def read_jsonl_file(
     path: PathLike, label_list: Sequence[str] | None = None, scheme: Scheme = "auto"
 ) -> list[NerSentence]:
@@ -364,15 +377,7 @@ def read_jsonl_file(
     """
     _check_scheme(scheme)
     sentences: list[NerSentence] = []
-    for line_number, line in enumerate(_decode_lines(path), start=1):
-        if line.strip() == "":
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(
-                f"{path}:{line_number}: invalid JSON ({error.msg}); expected one JSON object per line (JSON lines)"
-            ) from None
+    for line_number, record in json_lines(path, _decode_lines(path)):
         if not isinstance(record, dict) or "tokens" not in record or "ner_tags" not in record:
             raise ValueError(f"{path}:{line_number}: expected an object with 'tokens' and 'ner_tags' keys")
         tokens, raw_tags = record["tokens"], record["ner_tags"]
@@ -543,15 +548,7 @@ def _delimited_rows(path: PathLike, lines: list[str], delimiter: str) -> list[tu
 def _json_rows(path: PathLike, lines: list[str]) -> list[tuple[int, dict[str, Any]]]:
     """(line, object) of a JSON lines file; every non-blank line must be one JSON object."""
     rows = []
-    for line_number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(
-                f"{path}:{line_number}: invalid JSON ({error.msg}); expected one JSON object per line (JSON lines)"
-            ) from None
+    for line_number, record in json_lines(path, lines):
         if not isinstance(record, dict):
             raise ValueError(f"{path}:{line_number}: found {type(record).__name__}; expected one JSON object per line")
         rows.append((line_number, record))

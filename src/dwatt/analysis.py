@@ -316,11 +316,12 @@ def rank_disagreements(mass: Sequence[float], drop: Sequence[float], min_gap: in
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman rank correlation (NaN when either side is constant)."""
-    ranks_a, ranks_b = descending_ranks(a).astype(float), descending_ranks(b).astype(float)
+    """Spearman rank correlation, ties averaged (NaN when either side is constant)."""
+    from scipy.stats import spearmanr  # installed with scikit-learn, which seqeval needs
+
     if np.std(np.asarray(a)) == 0 or np.std(np.asarray(b)) == 0:
-        return float("nan")
-    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])
+        return float("nan")  # spearmanr would warn and return NaN
+    return float(spearmanr(a, b).statistic)
 
 
 # ----------------------------------------------------------------------------------------------------

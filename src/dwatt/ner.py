@@ -149,17 +149,16 @@ def run_ner(
         metrics["predict_truncated_sentences"] = truncated["test"]
         if trainer.is_world_process_zero():
             predicted, _ = align_predictions(prediction.predictions, prediction.label_ids, label_list)
+            gold, words = gold_tags(raw), raw["test"]["tokens"]
             if truncated["test"]:
                 # The Trainer saw only what fit in --max_seq_length: label and score every word with windows.
                 predicted = predict_word_labels(
-                    trainer.model, tokenizer, raw["test"]["tokens"], data_args.max_seq_length, data_args.stride
+                    trainer.model, tokenizer, words, data_args.max_seq_length, data_args.stride
                 )
-                scored = score_tag_sequences(predicted, gold_tags(raw), label_list)
+                scored = score_tag_sequences(predicted, gold, label_list)
                 metrics.update({f"predict_{name}": value for name, value in scored.items()})
                 metrics["predict_scored_with_windows"] = True
-            write_conll_predictions(
-                Path(training_args.output_dir) / "predictions.conll", raw["test"]["tokens"], gold_tags(raw), predicted
-            )
+            write_conll_predictions(Path(training_args.output_dir) / "predictions.conll", words, gold, predicted)
         results.update(record_metrics(trainer, "predict", metrics))
 
     if push_requested:

@@ -7,7 +7,6 @@ task modules (`dwatt.ner`, ...) hold the rest of each run so the scripts stay th
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -183,11 +182,6 @@ def checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
     if last is not None:
         logger.info("Resuming from %s (the last checkpoint in --output_dir)", last)
     return last
-
-
-def write_json(path: str | Path, payload: dict) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def record_metrics(trainer: Trainer, split: str, metrics: dict) -> dict:

@@ -119,30 +119,50 @@ def test_padding_does_not_change_real_tokens(batch):
     torch.testing.assert_close(padded, alone, rtol=1e-5, atol=1e-5)
 
 
-def test_dwatt_value_mlps_are_one_batched_contraction():
-    """The per-layer MLPs are stacked tensors with a layer axis, not a list of modules looped over."""
+def batched_values(attention, stacked):
+    """The value equations as one contraction over a layer axis (the form the layer loop replaced)."""
+    hidden = torch.einsum("btnd,ndr->btnr", stacked, attention.value_in_weight) + attention.value_in_bias
+    hidden = torch.nn.functional.layer_norm(torch.nn.functional.gelu(hidden), hidden.shape[-1:], eps=attention.layer_norm_eps)
+    hidden = hidden * attention.value_mid_norm_weight + attention.value_mid_norm_bias
+    values = torch.einsum("btnr,nrd->btnd", hidden, attention.value_out_weight) + attention.value_out_bias
+    values = torch.nn.functional.layer_norm(values, values.shape[-1:], eps=attention.layer_norm_eps)
+    return values * attention.value_norm_weight + attention.value_norm_bias
+
+
+def test_dwatt_value_mlps_are_stacked_parameters_matching_the_batched_equations():
+    """One [N, d, r] tensor per weight (no ModuleList), and the layer loop equals the batched formula,
+    forward and backward."""
     attention = tiny_model().dwatt.fusion
     assert isinstance(attention, DWAttDepthAttention)
     assert attention.value_in_weight.shape == (3, 32, 16) and attention.value_out_weight.shape == (3, 16, 32)
     assert not any(isinstance(m, torch.nn.ModuleList) for m in attention.modules())
     stacked = torch.randn(2, 5, 3, 32)
-    per_layer = []
-    for n in range(3):  # the reference loop the batched code replaces
-        hidden = torch.nn.functional.gelu(stacked[:, :, n] @ attention.value_in_weight[n] + attention.value_in_bias[n])
-        hidden = torch.nn.functional.layer_norm(
-            hidden,
-            (16,),
-            attention.value_mid_norm_weight[n],
-            attention.value_mid_norm_bias[n],
-            attention.layer_norm_eps,
-        )
-        out = hidden @ attention.value_out_weight[n] + attention.value_out_bias[n]
-        per_layer.append(
-            torch.nn.functional.layer_norm(
-                out, (32,), attention.value_norm_weight[n], attention.value_norm_bias[n], attention.layer_norm_eps
-            )
-        )
-    torch.testing.assert_close(attention.values(stacked), torch.stack(per_layer, dim=2), rtol=1e-5, atol=1e-5)
+    looped = attention.values(stacked)
+    expected = batched_values(attention, stacked)
+    torch.testing.assert_close(looped, expected, rtol=1e-5, atol=1e-5)
+    weights = torch.randn_like(looped)
+    looped_grads = torch.autograd.grad((looped * weights).sum(), list(attention.parameters()), allow_unused=True)
+    expected_grads = torch.autograd.grad((expected * weights).sum(), list(attention.parameters()), allow_unused=True)
+    for name, got, want in zip([n for n, _ in attention.named_parameters()], looped_grads, expected_grads):
+        assert (got is None) == (want is None), name
+        if got is not None:
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_dwatt_skips_the_value_mlp_of_a_masked_layer(batch):
+    """A layer off for every token contributes exactly 0, so its MLP is not run (the first-k saving)."""
+    model = tiny_model().eval()
+    fusion = model.dwatt.fusion
+    computed = []
+    original = fusion.value
+    fusion.value = lambda hidden, mlp: computed.append(mlp[0].data_ptr()) or original(hidden, mlp)
+    try:
+        with torch.no_grad():
+            model(**batch, fusion_layer_mask=torch.tensor([True, False, True]))
+    finally:
+        del fusion.value
+    expected = [mlp[0].data_ptr() for i, mlp in enumerate(fusion.value_mlps()) if i != 1]
+    assert computed == expected
 
 
 def test_sqrt_d_scale_flattens_initial_weights(batch):

@@ -209,7 +209,7 @@ def first_k_forward(model: nn.Module, batch: Mapping[str, Any], k: int) -> tuple
 
 @contextmanager
 def shared_fusion_values(fusion: nn.Module | None, hidden_states: Sequence[torch.Tensor]) -> Iterator[None]:
-    """Within the block, DWAtt stacks the fused states and runs its value MLPs once, from `hidden_states`.
+    """Within the block, DWAtt runs its value MLPs once, on `hidden_states`, and reuses them.
 
     A layer mask changes only the weights a_n, never the values v_n, so every ablation of one batch can
     share them: this saves N-1 runs of the value MLPs per batch (each costs about a third of a MiniLM
@@ -221,13 +221,12 @@ def shared_fusion_values(fusion: nn.Module | None, hidden_states: Sequence[torch
         return
     stacked, _ = fusion.stack(tuple(hidden_states))
     values = fusion.values(stacked)
-    # Instance attributes shadow the methods until deleted.
-    fusion.stack = lambda states: (stacked, states[-1])
-    fusion.values = lambda _stacked: values
+    # An instance attribute shadows the method until deleted.
+    fusion.layer_values = lambda _states, layers: ((n, values[..., n, :]) for n in layers)
     try:
         yield
     finally:
-        del fusion.stack, fusion.values
+        del fusion.layer_values
 
 
 # ----------------------------------------------------------------------------------------------------

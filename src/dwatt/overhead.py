@@ -3,7 +3,9 @@ to the stock `AutoModelForTokenClassification` of the same backbone. The body of
 `scripts/bench_overhead.py`.
 
 Timings are taken in one process with the models interleaved (stock, dwatt, concat, ..., then again),
-so drift in machine load hits every model alike; the table reports medians of the repeats.
+so drift in machine load hits every model alike, and the order rotates by one model each repeat, so no
+model always runs first (a fixed order gave `last`, the same computation as stock, 0.86-0.94x of it);
+the table reports medians of the repeats.
 """
 
 from __future__ import annotations
@@ -113,7 +115,8 @@ def measure(
     progress: Callable[[str], None] | None = None,
 ) -> list[OverheadRow]:
     """Interleaved timing of a full training step (forward, backward, AdamW step) and of inference."""
-    optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-5) for name, model in models.items()}
+    # fused=True: the stock Trainer's default optimizer (`adamw_torch_fused`), so the step is the one users run.
+    optimizers = {name: torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True) for name, model in models.items()}
     rows = {
         name: OverheadRow(name, count_parameters(model), saved_activation_bytes(model, batch))
         for name, model in models.items()
@@ -130,8 +133,9 @@ def measure(
         with torch.inference_mode():
             models[name].eval()(**inputs)
 
+    names = list(models)
     for repeat in range(warmup + repeats):
-        for name in models:
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
             train_seconds = _timed(lambda name=name: train_step(name))
             inference_seconds = _timed(lambda name=name: inference(name))
             if repeat >= warmup:

@@ -205,9 +205,9 @@ class TestSplitEvaluator(TrainerCallback):
     """Records dev metrics at each evaluation and scores the test split with the same model there and then.
 
     `run_ner` gives the Trainer only the dev split to evaluate, so the test split is predicted here, in
-    eval mode with no gradients, batch by batch in file order as `Trainer.predict` would. Batches are
-    built without a DataLoader so no random number is drawn: training proceeds exactly as without this
-    callback. An evaluation at a step already recorded (run_ner's final `--do_eval` after the Trainer's
+    eval mode with no gradients. Batches hold tweets of similar length (sorted once), which pads about
+    half as much as file order; entity F1 does not depend on the order of sentences. Batches are built
+    without a DataLoader so no random number is drawn: training proceeds exactly as without this callback. An evaluation at a step already recorded (run_ner's final `--do_eval` after the Trainer's
     own end-of-training evaluation) is skipped.
     """
 
@@ -218,6 +218,8 @@ class TestSplitEvaluator(TrainerCallback):
         self.label_list = list(label_list)
         self.collator = collator
         self.batch_size = batch_size
+        lengths = [len(example["input_ids"]) for example in test_dataset]
+        self.order = sorted(range(len(test_dataset)), key=lengths.__getitem__)
         self.points: dict[int, dict[str, dict[str, float]]] = {}  # step -> split -> metrics
         self.trainable_parameters: int | None = None
         self.test_seconds = 0.0
@@ -242,9 +244,8 @@ class TestSplitEvaluator(TrainerCallback):
         predictions, labels = [], []
         try:
             with torch.no_grad():
-                for start in range(0, len(self.test_dataset), self.batch_size):
-                    stop = min(start + self.batch_size, len(self.test_dataset))
-                    batch = self.collator([self.test_dataset[i] for i in range(start, stop)])
+                for start in range(0, len(self.order), self.batch_size):
+                    batch = self.collator([self.test_dataset[i] for i in self.order[start : start + self.batch_size]])
                     gold = batch.pop("labels")
                     logits = model(**{name: tensor.to(model.device) for name, tensor in batch.items()}).logits
                     predictions.extend(logits.argmax(dim=-1).cpu().numpy())

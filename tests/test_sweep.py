@@ -75,6 +75,25 @@ def test_paired_difference_interval_on_hand_made_numbers():
         paired_difference([0.1, 0.2], [0.1])
 
 
+def test_step_differences_pair_seeds_at_each_eval_point():
+    """Step efficiency with intervals: at each step, dwatt minus last over the seeds both have there."""
+
+    def row(method, seed, step, f1):
+        return {"method": method, "k": 16, "seed": seed, "step": step, "split": "test", "f1": f1}
+
+    rows = [row("last", seed, step, 0.1 * seed + 0.01 * step) for seed in range(3) for step in (2, 4)]
+    rows += [row("dwatt", seed, 2, 0.1 * seed + 0.02 + (seed + 1) / 100) for seed in range(3)]  # +1, +2, +3 points
+    rows += [row("dwatt", seed, 4, 0.1 * seed + 0.01 * 4 - 0.05) for seed in range(2)]  # -5 points, 2 seeds
+    rows += [row("dwatt", 0, 4, 0.9) | {"split": "dev"}]  # dev rows never enter test differences
+    table = sweep._step_difference_table(rows, ["last", "dwatt"], 16, "last")
+    assert table[0] == "| method | step 2 | step 4 |"
+    half_width = 100 * 0.01 * T_975_DF2 / math.sqrt(3)  # differences 1, 2, 3 points: sd 1 point
+    step2, step4 = (cell.strip() for cell in table[2].split("|")[2:4])
+    assert step2 == f"+2.00 [{2 - half_width:+.2f}, {2 + half_width:+.2f}] (3)"
+    assert step4 == "-5.00 [-5.00, -5.00] (2) **sig**"  # identical differences: a zero-width interval
+    assert len(table) == 3  # the baseline gets no row of its own
+
+
 def test_run_arguments_differ_only_in_method_flags_and_pair_seeds():
     settings = SweepSettings()
     parsed = {}

@@ -566,6 +566,15 @@ def final_scores(rows: Iterable[dict], split: str = "test") -> dict[tuple[str, i
     return dict(scores)
 
 
+def scores_at_step(rows: Iterable[dict], step: int, split: str = "test") -> dict[tuple[str, int], dict[int, float]]:
+    """(method, K) -> {seed: F1 at `step`} for one split (runs without that eval point are left out)."""
+    scores: dict[tuple[str, int], dict[int, float]] = defaultdict(dict)
+    for row in rows:
+        if row["split"] == split and row["step"] == step:
+            scores[(row["method"], row["k"])][row["seed"]] = row["f1"]
+    return dict(scores)
+
+
 def curve_scores(rows: Iterable[dict], split: str = "test") -> dict[tuple[str, int], dict[int, list[float]]]:
     """(method, K) -> {step: [F1 of each seed]} for one split."""
     curves: dict[tuple[str, int], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -604,25 +613,37 @@ def _score_table(scores: dict[tuple[str, int], dict[int, float]], methods: list[
     return lines
 
 
+def _difference_cell(ours: dict[int, float], theirs: dict[int, float]) -> str:
+    """Paired difference over the seeds both have, as 'mean [low, high] (n) **sig**'; '' when none."""
+    common = sorted(set(ours) & set(theirs))
+    if not common:
+        return ""
+    diff = paired_difference([ours[s] for s in common], [theirs[s] for s in common])
+    interval = "n/a" if diff.low is None else f"{100 * diff.low:+.2f}, {100 * diff.high:+.2f}"
+    marker = " **sig**" if diff.significant else ""
+    return f"{100 * diff.mean:+.2f} [{interval}] ({diff.n}){marker}"
+
+
 def _difference_table(
     scores: dict[tuple[str, int], dict[int, float]], methods: list[str], ks: list[int], baseline: str
 ) -> list[str]:
     lines = ["| method | " + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
     for method in methods:
-        if method == baseline:
-            continue
-        cells = []
-        for k in ks:
-            ours, theirs = scores.get((method, k), {}), scores.get((baseline, k), {})
-            common = sorted(set(ours) & set(theirs))
-            if not common:
-                cells.append("")
-                continue
-            diff = paired_difference([ours[s] for s in common], [theirs[s] for s in common])
-            interval = "n/a" if diff.low is None else f"{100 * diff.low:+.2f}, {100 * diff.high:+.2f}"
-            marker = " **sig**" if diff.significant else ""
-            cells.append(f"{100 * diff.mean:+.2f} [{interval}] ({diff.n}){marker}")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        if method != baseline:
+            cells = [_difference_cell(scores.get((method, k), {}), scores.get((baseline, k), {})) for k in ks]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _step_difference_table(rows: list[dict], methods: list[str], k: int, baseline: str) -> list[str]:
+    """Paired test-F1 differences vs `baseline` at every eval point of K=k: step efficiency with CIs."""
+    steps = sorted({row["step"] for row in rows if row["k"] == k})
+    lines = ["| method | " + " | ".join(f"step {step}" for step in steps) + " |", "|---|" + "---:|" * len(steps)]
+    at_step = {step: scores_at_step(rows, step) for step in steps}
+    for method in methods:
+        if method != baseline:
+            cells = [_difference_cell(at_step[s].get((method, k), {}), at_step[s].get((baseline, k), {})) for s in steps]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -704,6 +725,16 @@ def write_summary(results_dir: str | Path, curve_k: int | None = None) -> Path |
         "",
         *_curve_table(curves, methods, curve_k),
         "",
+    ]
+    for baseline in BASELINES:
+        if baseline in methods:
+            lines += [
+                f"Paired test-F1 differences vs `{baseline}` along training, K={curve_k}:",
+                "",
+                *_step_difference_table(rows, methods, curve_k, baseline),
+                "",
+            ]
+    lines += [
         f"![test F1 vs K]({SAMPLE_EFFICIENCY_PLOT})",
         "",
         f"![test F1 vs step]({STEP_EFFICIENCY_PLOT})",

@@ -94,6 +94,20 @@ def test_step_differences_pair_seeds_at_each_eval_point():
     assert len(table) == 3  # the baseline gets no row of its own
 
 
+def test_best_dev_point_picks_each_runs_test_score_where_dev_peaked():
+    def rows(method, seed, dev_by_step, test_by_step):
+        return [{"method": method, "k": 16, "seed": seed, "step": step, "split": split, "f1": f1}
+                for split, by_step in (("dev", dev_by_step), ("test", test_by_step))
+                for step, f1 in by_step.items()]  # fmt: skip
+
+    table = [
+        *rows("dwatt", 0, {50: 0.4, 100: 0.3, 150: 0.4}, {50: 0.35, 100: 0.5, 150: 0.2}),  # tie: earlier step
+        *rows("dwatt", 1, {50: 0.1, 100: 0.6}, {50: 0.9, 100: 0.25}),
+        *rows("last", 0, {50: 0.2}, {}),  # a point without test F1 is never chosen
+    ]
+    assert sweep.best_dev_scores(table) == {("dwatt", 16): {0: 0.35, 1: 0.25}}
+
+
 def test_run_arguments_differ_only_in_method_flags_and_pair_seeds():
     settings = SweepSettings()
     parsed = {}
@@ -192,6 +206,7 @@ def test_tiny_sweep_writes_results_resumes_and_redoes_a_killed_run(tiny_bert_dir
     for text in (
         "## Test F1",
         "## Dev F1",
+        "best dev point",
         "vs `last`",
         "| last |",
         "| dwatt |",

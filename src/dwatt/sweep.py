@@ -566,6 +566,24 @@ def final_scores(rows: Iterable[dict], split: str = "test") -> dict[tuple[str, i
     return dict(scores)
 
 
+def best_dev_scores(rows: Iterable[dict]) -> dict[tuple[str, int], dict[int, float]]:
+    """(method, K) -> {seed: test F1 at the eval point where that run's dev F1 was highest}.
+
+    Early stopping on dev, done afterwards from the recorded points (ties go to the earlier step). It
+    costs no extra training and shows whether a method's early lead survives model selection.
+    """
+    points: dict[tuple[str, int, int], dict[int, dict[str, float]]] = defaultdict(dict)
+    for row in rows:
+        points[(row["method"], row["k"], row["seed"])].setdefault(row["step"], {})[row["split"]] = row["f1"]
+    scores: dict[tuple[str, int], dict[int, float]] = defaultdict(dict)
+    for (method, k, seed), by_step in points.items():
+        scored = [(step, split_f1) for step, split_f1 in sorted(by_step.items()) if {"dev", "test"} <= set(split_f1)]
+        if scored:
+            _, best = max(scored, key=lambda item: (item[1]["dev"], -item[0]))
+            scores[(method, k)][seed] = best["test"]
+    return dict(scores)
+
+
 def scores_at_step(rows: Iterable[dict], step: int, split: str = "test") -> dict[tuple[str, int], dict[int, float]]:
     """(method, K) -> {seed: F1 at `step`} for one split (runs without that eval point are left out)."""
     scores: dict[tuple[str, int], dict[int, float]] = defaultdict(dict)
@@ -682,7 +700,7 @@ def write_summary(results_dir: str | Path, curve_k: int | None = None) -> Path |
     ks = sorted({row["k"] for row in rows})
     if curve_k is None or curve_k not in ks:
         curve_k = 100 if 100 in ks else ks[0]
-    test, dev = final_scores(rows, "test"), final_scores(rows, "dev")
+    test, dev, selected = final_scores(rows, "test"), final_scores(rows, "dev"), best_dev_scores(rows)
     runs = {(row["method"], row["k"], row["seed"]) for row in rows}
     hours = sum({(r["method"], r["k"], r["seed"]): r["wall_seconds"] for r in rows}.values()) / 3600
 
@@ -703,6 +721,10 @@ def write_summary(results_dir: str | Path, curve_k: int | None = None) -> Path |
         "## Dev F1 (for choosing settings; report test)",
         "",
         *_score_table(dev, methods, ks),
+        "",
+        "## Test F1 at each run's best dev point (early stopping on dev, chosen after the fact)",
+        "",
+        *_score_table(selected, methods, ks),
     ]
     for baseline in BASELINES:
         if baseline in methods:
@@ -712,7 +734,13 @@ def write_summary(results_dir: str | Path, curve_k: int | None = None) -> Path |
                 "",
                 "Mean per-seed difference [95% CI, Student t] (seeds). **sig**: the interval excludes 0.",
                 "",
+                "At the last eval point:",
+                "",
                 *_difference_table(test, methods, ks, baseline),
+                "",
+                "At each run's best dev point:",
+                "",
+                *_difference_table(selected, methods, ks, baseline),
             ]
     curves = curve_scores(rows, "test")
     lines += [

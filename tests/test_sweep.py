@@ -114,11 +114,20 @@ def test_run_arguments_differ_only_in_method_flags_and_pair_seeds():
     for method in METHODS:
         arguments = run_arguments(settings, RunKey(method, 100, 3), "out")
         parsed[method] = parse_run_args((ModelArguments, NerDataArguments, TrainingArguments), arguments)
+    spec = importlib.util.spec_from_file_location("run_ner_script", ROOT / "scripts" / "run_ner.py")
+    run_ner_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_ner_script)
+    default_model, _, default_training = parse_run_args(
+        (ModelArguments, NerDataArguments, TrainingArguments), run_ner_script.DEFAULT_JOB
+    )
     for model_args, data_args, training_args in parsed.values():
         assert (data_args.few_shot_k, data_args.few_shot_seed, training_args.seed) == (100, 3, 3)
         # run_ner's DEFAULT_JOB hyper-parameters, the same for every method
-        assert training_args.learning_rate == 1e-4 and model_args.fusion_learning_rate == 1e-3
-        assert training_args.max_steps == 300 and training_args.warmup_steps == 30
+        assert model_args.fusion_learning_rate == default_model.fusion_learning_rate is None  # one rate
+        for name in ("learning_rate", "max_steps", "warmup_steps", "lr_scheduler_type", "weight_decay",
+                     "per_device_train_batch_size", "per_device_eval_batch_size", "optim"):  # fmt: skip
+            assert getattr(training_args, name) == getattr(default_training, name), name
+        assert training_args.learning_rate == 1e-4 and training_args.max_steps == 300
         assert training_args.per_device_train_batch_size == 16 and training_args.save_strategy == "no"
         assert training_args.eval_strategy == "steps" and training_args.eval_steps == 50
         assert model_args.deeper_num_layers is None  # deeper is budget-matched by the model itself

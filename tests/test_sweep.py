@@ -46,11 +46,16 @@ def tiny_settings(model_dir, **overrides) -> SweepSettings:
     return SweepSettings(**{**fields, **overrides})
 
 
-def load_cli():
-    spec = importlib.util.spec_from_file_location("fewshot_sweep", ROOT / "scripts" / "fewshot_sweep.py")
+def load_script(name: str):
+    """A module of scripts/ (not a package), loaded by path."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_cli():
+    return load_script("fewshot_sweep")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -114,11 +119,8 @@ def test_run_arguments_differ_only_in_method_flags_and_pair_seeds():
     for method in METHODS:
         arguments = run_arguments(settings, RunKey(method, 100, 3), "out")
         parsed[method] = parse_run_args((ModelArguments, NerDataArguments, TrainingArguments), arguments)
-    spec = importlib.util.spec_from_file_location("run_ner_script", ROOT / "scripts" / "run_ner.py")
-    run_ner_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_ner_script)
     default_model, _, default_training = parse_run_args(
-        (ModelArguments, NerDataArguments, TrainingArguments), run_ner_script.DEFAULT_JOB
+        (ModelArguments, NerDataArguments, TrainingArguments), load_script("run_ner").DEFAULT_JOB
     )
     for model_args, data_args, training_args in parsed.values():
         assert (data_args.few_shot_k, data_args.few_shot_seed, training_args.seed) == (100, 3, 3)

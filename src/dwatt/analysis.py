@@ -219,10 +219,9 @@ def shared_fusion_values(fusion: nn.Module | None, hidden_states: Sequence[torch
     if not isinstance(fusion, DWAttDepthAttention):
         yield
         return
-    stacked, _ = fusion.stack(tuple(hidden_states))
-    values = fusion.values(stacked)
+    values = dict(fusion.layer_values(hidden_states, range(fusion.num_fused_layers)))
     # An instance attribute shadows the method until deleted.
-    fusion.layer_values = lambda _states, layers: ((n, values[..., n, :]) for n in layers)
+    fusion.layer_values = lambda _states, layers: ((n, values[n]) for n in layers)
     try:
         yield
     finally:

@@ -122,7 +122,9 @@ def test_padding_does_not_change_real_tokens(batch):
 def batched_values(attention, stacked):
     """The value equations as one contraction over a layer axis (the form the layer loop replaced)."""
     hidden = torch.einsum("btnd,ndr->btnr", stacked, attention.value_in_weight) + attention.value_in_bias
-    hidden = torch.nn.functional.layer_norm(torch.nn.functional.gelu(hidden), hidden.shape[-1:], eps=attention.layer_norm_eps)
+    hidden = torch.nn.functional.layer_norm(
+        torch.nn.functional.gelu(hidden), hidden.shape[-1:], eps=attention.layer_norm_eps
+    )
     hidden = hidden * attention.value_mid_norm_weight + attention.value_mid_norm_bias
     values = torch.einsum("btnr,nrd->btnd", hidden, attention.value_out_weight) + attention.value_out_bias
     values = torch.nn.functional.layer_norm(values, values.shape[-1:], eps=attention.layer_norm_eps)

@@ -3,6 +3,7 @@ end-to-end sweep that is resumed, widened and interrupted."""
 
 import importlib.util
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -226,6 +227,7 @@ def test_tiny_sweep_writes_results_resumes_and_redoes_a_killed_run(tiny_bert_dir
         "step 4",
     ):
         assert text in summary, text
+    assert re.search(r"\| last \| \d+\.\d \(1\) \|", summary)  # one seed: a mean, no spread
     for plot in ("f1_vs_k.png", "f1_vs_step.png"):
         assert (results_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(work_dir.rglob("*.safetensors")) and list(work_dir.rglob("trainer_state.json"))
@@ -258,4 +260,4 @@ def test_tiny_sweep_writes_results_resumes_and_redoes_a_killed_run(tiny_bert_dir
         ("last", 16, 1, step, split) for step in (2, 4) for split in ("dev", "test")
     ]
     summary = (results_dir / "summary.md").read_text()
-    assert "(2) |" in summary  # last now has two seeds at K=16
+    assert re.search(r"\| last \| \d+\.\d ± \d+\.\d \(2\) \|", summary)  # two seeds at K=16: mean ± std

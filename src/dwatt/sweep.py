@@ -209,8 +209,9 @@ class TestSplitEvaluator(TrainerCallback):
     `run_ner` gives the Trainer only the dev split to evaluate, so the test split is predicted here, in
     eval mode with no gradients. Batches hold tweets of similar length (sorted once), which pads about
     half as much as file order; entity F1 does not depend on the order of sentences. Batches are built
-    without a DataLoader so no random number is drawn: training proceeds exactly as without this callback. An evaluation at a step already recorded (run_ner's final `--do_eval` after the Trainer's
-    own end-of-training evaluation) is skipped.
+    without a DataLoader so no random number is drawn: training proceeds exactly as without this callback.
+    An evaluation at a step already recorded (run_ner's final `--do_eval` after the Trainer's own
+    end-of-training evaluation) is skipped.
     """
 
     __test__ = False  # not a pytest test class despite the name
@@ -628,7 +629,8 @@ def _score_table(scores: dict[tuple[str, int], dict[int, float]], methods: list[
                 cells.append("")
                 continue
             mean, std = _mean_std(list(seeds.values()))
-            cells.append(f"{100 * mean:.1f} ± {100 * std:.1f} ({len(seeds)})")
+            spread = f" ± {100 * std:.1f}" if len(seeds) > 1 else ""  # one seed has no spread to show
+            cells.append(f"{100 * mean:.1f}{spread} ({len(seeds)})")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 
@@ -662,7 +664,9 @@ def _step_difference_table(rows: list[dict], methods: list[str], k: int, baselin
     at_step = {step: scores_at_step(rows, step) for step in steps}
     for method in methods:
         if method != baseline:
-            cells = [_difference_cell(at_step[s].get((method, k), {}), at_step[s].get((baseline, k), {})) for s in steps]
+            cells = [
+                _difference_cell(at_step[s].get((method, k), {}), at_step[s].get((baseline, k), {})) for s in steps
+            ]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return lines
 
@@ -711,7 +715,8 @@ def write_summary(results_dir: str | Path, curve_k: int | None = None) -> Path |
         "",
         f"{len(runs)} finished runs ({hours:.1f} h of wall time). Entity micro F1 (seqeval) x 100 on the bundled "
         "WNUT-16 split; K training sentences sampled from the pool per seed; seed index s = few-shot sample s = "
-        "training seed s for every method (paired). Cells: mean ± std (number of seeds), at the last eval point.",
+        "training seed s for every method (paired). Cells: mean ± std (number of seeds; one seed shows its "
+        "score alone), at the last eval point.",
         "",
         "Settings (identical for every method): "
         + ", ".join(f"{name}={value}" for name, value in sorted(settings.items())),

@@ -713,7 +713,8 @@ def write_summary(results_dir: str | Path, curve_k: int | None = None) -> Path |
     lines = [
         f"# Few-shot sweep `{results_dir.name}`",
         "",
-        f"{len(runs)} finished runs ({hours:.1f} h of wall time). Entity micro F1 (seqeval) x 100 on the bundled "
+        f"{len(runs)} finished runs ({hours:.1f} h of run time: each run's wall clock, summed; parallel shards "
+        "take less). Entity micro F1 (seqeval) x 100 on the bundled "
         "WNUT-16 split; K training sentences sampled from the pool per seed; seed index s = few-shot sample s = "
         "training seed s for every method (paired). Cells: mean ± std (number of seeds; one seed shows its "
         "score alone), at the last eval point.",

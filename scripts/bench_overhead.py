@@ -45,8 +45,8 @@ def main():
         f"on {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}. "
         f"Batch {args.batch_size} x {args.sequence_length} tokens. Train step = forward + backward + AdamW step; "
         "times are medians of interleaved repeats (model order rotated each repeat), ratios are to `stock`. "
-        "Activations = bytes autograd saves "
-        "for backward (the training-memory a fusion adds on CPU, where there is no allocator peak to read).",
+        "Activations = bytes autograd saves for backward (the training-memory a fusion adds on CPU, where "
+        "there is no allocator peak to read).",
     ]
     for name in args.backbones.split(","):
         config, state = backbone(name)

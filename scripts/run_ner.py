@@ -11,29 +11,14 @@ Model, data and training arguments: `python scripts/run_ner.py --help`.
 
 from transformers import TrainingArguments
 
-from dwatt.ner import NerDataArguments, run_ner
-from dwatt.training import ModelArguments, parse_arguments, setup_logging
-
-# With no arguments: fine-tune DWAtt on the bundled MiniLM and 200 WNUT-16 tweets, score the
-# held-out test split. Learning rate 1e-4 was the best of {5e-5, 1e-4, 2e-4} for `last` on dev; it is
-# used for every parameter (a separate 1e-3 for fusion and head made no difference to `last` on dev and
-# made DWAtt overfit: results/wnut16-fusion-lr-1e-3/).
-DEFAULT_JOB = [
-    "--output_dir", "outputs/run_ner-dwatt-minilm-wnut16",
-    "--fusion", "dwatt", "--dwatt_scale", "sqrt_d",
-    "--few_shot_k", "200", "--few_shot_seed", "0",
-    "--do_train", "--do_eval", "--do_predict",
-    "--max_steps", "300", "--learning_rate", "1e-4",
-    "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "64",
-    "--warmup_steps", "30", "--lr_scheduler_type", "linear",
-    "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "25",
-    "--report_to", "none", "--seed", "0",
-]  # fmt: skip
+from dwatt.protocol import DEFAULT_NER_JOB
+from dwatt.tasks.arguments import ModelArguments, parse_arguments, setup_logging
+from dwatt.tasks.ner import NerDataArguments, run_ner
 
 
 def main():
     model_args, data_args, training_args = parse_arguments(
-        (ModelArguments, NerDataArguments, TrainingArguments), default_job=DEFAULT_JOB
+        (ModelArguments, NerDataArguments, TrainingArguments), default_job=DEFAULT_NER_JOB
     )
     setup_logging(training_args)
     results = run_ner(model_args, data_args, training_args)

@@ -60,7 +60,7 @@ def batch():
 
 @pytest.fixture(scope="session")
 def minilm_path():
-    from dwatt.data import bundled_minilm_path
+    from dwatt.assets import bundled_minilm_path
 
     return bundled_minilm_path()
 

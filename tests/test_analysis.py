@@ -1,4 +1,5 @@
-"""dwatt.analysis: word pooling, what a layer mask changes, first-k-layer inference, and the script end to end."""
+"""dwatt.experiments.analysis: word pooling, what a layer mask changes, first-k-layer inference, and the
+script end to end."""
 
 import runpy
 import sys
@@ -10,18 +11,16 @@ import torch
 from conftest import tiny_backbone_config
 
 from dwatt import DWAttConfig, DWAttForTokenClassification
-from dwatt.analysis import (
+from dwatt.experiments.analysis.probes import (
     classify_hidden_states,
     find_layer_list,
     first_k_forward,
     first_k_hidden_states,
     first_k_layer_mask,
     pool_to_words,
-    rank_disagreements,
-    sentence_entity_counts,
-    shared_fusion_values,
     truncated_backbone,
 )
+from dwatt.experiments.stats import rank_disagreements, sentence_entity_counts
 from dwatt.metrics import compute_ner_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +68,7 @@ def test_masking_a_layer_removes_its_term_and_renormalises_the_rest(batch):
         values = fusion.values(stacked)  # [B, T, N, d]
         weights = full.fusion_weights  # [B, T, N]
         assert 0.05 < float(weights.min()) and float(weights.max()) < 0.95  # a real mix, so the check means something
+        cache = {}
         for n in range(fusion.num_fused_layers):
             mask = torch.ones(fusion.num_fused_layers, dtype=torch.bool)
             mask[n] = False
@@ -78,11 +78,10 @@ def test_masking_a_layer_removes_its_term_and_renormalises_the_rest(batch):
             expected = last + torch.einsum("btn,btnd->btd", renormalised, values)
             torch.testing.assert_close(masked.last_hidden_state, expected, rtol=1e-5, atol=1e-5)
 
-            # The analysis' own path (shared values, fusion + head called directly) gives the model's logits exactly.
-            with shared_fusion_values(fusion, full.hidden_states):
-                logits, _ = classify_hidden_states(model, full.hidden_states, mask, batch["attention_mask"])
+            # The analysis' own path (values shared across masks, the model's fuse + head) gives its logits exactly.
+            logits, _ = classify_hidden_states(model, full.hidden_states, mask, batch["attention_mask"], cache)
             assert torch.equal(logits, model(**batch, fusion_layer_mask=mask).logits)
-    assert "values" not in vars(fusion) and "stack" not in vars(fusion)  # the shared values are gone after the block
+        assert sorted(cache) == list(range(fusion.num_fused_layers))  # each value computed once, then reused
 
 
 @pytest.mark.parametrize("backbone_type", ["bert", "distilbert", "modernbert"])
@@ -114,8 +113,11 @@ def test_first_k_equals_a_prefix_of_the_full_pass(batch):
         truncated, _ = first_k_forward(model, batch, 1)
         padded = first_k_hidden_states(hidden_states, 1, 2)
         assert len(padded) == 3 and padded[2] is padded[1]
-        with shared_fusion_values(model.dwatt.fusion, hidden_states):
-            prefix, _ = classify_hidden_states(model, padded, first_k_layer_mask([0, 1, 2], 1), batch["attention_mask"])
+        cache = {}
+        classify_hidden_states(model, hidden_states, None, batch["attention_mask"], cache)  # fills the cache
+        prefix, _ = classify_hidden_states(
+            model, padded, first_k_layer_mask([0, 1, 2], 1), batch["attention_mask"], cache
+        )
     assert torch.equal(truncated, prefix)
 
 
@@ -128,8 +130,8 @@ def test_analysis_tags_match_direct_model_runs(backbone_type, minilm_path):
     """
     from transformers import AutoTokenizer
 
-    from dwatt.analysis import analyze_layers, encode_batches
-    from dwatt.data import load_wnut16
+    from dwatt.data.corpora import load_wnut16
+    from dwatt.experiments.analysis.probes import analyze_layers, encode_batches
 
     dataset = load_wnut16()["test"].select(range(12))
     label_list = dataset.features["ner_tags"].feature.names
@@ -195,7 +197,7 @@ def test_script_end_to_end(tiny_bert_dir, tmp_path, monkeypatch):
     """A random tiny checkpoint with the WNUT-16 label map, on a slice of the test split: report + figures."""
     from transformers import AutoTokenizer
 
-    from dwatt.data import load_wnut16
+    from dwatt.data.corpora import load_wnut16
 
     label_list = load_wnut16()["test"].features["ner_tags"].feature.names
     checkpoint = tmp_path / "tiny-dwatt"

@@ -42,7 +42,7 @@ def test_dwatt_config_as_backbone_is_refused():
 
 def test_defaults_and_fused_indices():
     config = DWAttConfig(backbone_config=tiny_backbone_config())
-    assert config.fusion == "dwatt" and config.fusion_init == "paper" and config.dwatt_scale == "none"
+    assert config.fusion == "dwatt" and config.fusion_init == "paper" and config.dwatt_scale == "sqrt_d"
     assert config.fused_layer_indices == [0, 1, 2]
     assert DWAttConfig(backbone_config=tiny_backbone_config(), fusion_layers=[-1, 0]).fused_layer_indices == [0, 2]
     assert config.auto_map == DWATT_AUTO_MAP

@@ -12,25 +12,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 from datasets import ClassLabel, Dataset
 
-from dwatt.data import (
+from dwatt.assets import bundled_minilm_path, bundled_wnut16_path
+from dwatt.data.corpora import load_lee_corpus, load_pang_lee_polarity, load_wnut16, sample_few_shot, split_train_test
+from dwatt.data.ner_files import load_ner_files, read_column_file, write_conll_predictions
+from dwatt.data.tags import convert_iob1_to_iob2, detect_iob1, make_label_list
+from dwatt.data.tokenization import (
     NUM_WORDS_TRUNCATED_COLUMN,
-    bundled_minilm_path,
-    bundled_wnut16_path,
-    convert_iob1_to_iob2,
     count_truncated,
-    detect_iob1,
-    load_lee_corpus,
-    load_ner_files,
-    load_pang_lee_polarity,
-    load_wnut16,
-    make_label_list,
     make_token_collator,
-    read_column_file,
-    sample_few_shot,
-    split_train_test,
     tokenize_and_align_labels,
     tokenize_ner_dataset,
-    write_conll_predictions,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -1,9 +1,9 @@
 """Faults during training: a run killed hard resumes from its last checkpoint and ends as if never killed.
 
 `scripts/run_ner.py` runs as a real subprocess on a tiny random backbone; SIGKILL gives it no chance to
-clean up. Rerunning the same command must resume by itself (`dwatt.training.checkpoint_to_resume`) and
+clean up. Rerunning the same command must resume by itself (`dwatt.tasks.runner.checkpoint_to_resume`) and
 reach the metrics of an uninterrupted run. A kill that lands while a checkpoint is being written leaves
-a folder cut short, which must be skipped (`dwatt.checks.last_complete_checkpoint`).
+a folder cut short, which must be skipped (`dwatt.tasks.checkpoints.last_complete_checkpoint`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import torch
 from conftest import parse_run_args
 from transformers import TrainingArguments
 
-from dwatt.checks import checkpoint_problem, last_complete_checkpoint
-from dwatt.ner import NerDataArguments, run_ner
-from dwatt.training import ModelArguments, checkpoint_to_resume
+from dwatt.tasks.arguments import ModelArguments
+from dwatt.tasks.checkpoints import checkpoint_problem, last_complete_checkpoint
+from dwatt.tasks.ner import NerDataArguments, run_ner
+from dwatt.tasks.runner import checkpoint_to_resume
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_STEPS = 8

@@ -1,7 +1,7 @@
 """Push-ready export, model card and (mocked) Hub push of a run folder, offline.
 
 The run folders are tiny random DWAtt models saved like `run_ner` saves them, next to fake but
-plausible metrics files. Pushes are captured by patching `HfApi` at class level (HF_RULES §5).
+plausible metrics files. Pushes are captured by patching `HfApi` at class level (docs/HF_RULES.md, section 5).
 """
 
 import json
@@ -23,8 +23,9 @@ from transformers import BertTokenizer, TrainingArguments
 
 from dwatt import DWAttConfig, DWAttForTokenClassification
 from dwatt.configuration_dwatt import DWATT_AUTO_MAP
-from dwatt.hub import export_push_ready, push_run, push_trained_run, scrub_local_paths
-from dwatt.modelcard import NOT_RECORDED, save_run_arguments, usage_snippet
+from dwatt.hub.card import usage_snippet
+from dwatt.hub.push import export_push_ready, push_run, push_trained_run, scrub_local_paths
+from dwatt.hub.record import NOT_RECORDED, save_run_arguments
 
 REPO_ID = "someone/tiny-dwatt-ner"
 LABELS = ["O", "B-person", "I-person", "B-geo-loc", "I-geo-loc"]
@@ -181,7 +182,7 @@ def walk_strings(value):
 
 @pytest.fixture
 def hub_mocks():
-    """HfApi patched at class level: every push path ends in these mocks (HF_RULES §5)."""
+    """HfApi patched at class level: every push path ends in these mocks (docs/HF_RULES.md, section 5)."""
     commit_info = SimpleNamespace(oid=COMMIT, commit_url=f"https://huggingface.co/{REPO_ID}/commit/{COMMIT}")
     with (
         mock.patch.object(HfApi, "create_repo", return_value=SimpleNamespace(repo_id=REPO_ID)) as create_repo,

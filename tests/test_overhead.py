@@ -3,7 +3,14 @@
 import torch
 from conftest import tiny_backbone_config
 
-from dwatt.overhead import STOCK, build_models, measure, overhead_table, random_batch, saved_activation_bytes
+from dwatt.experiments.overhead import (
+    STOCK,
+    build_models,
+    measure,
+    overhead_table,
+    random_batch,
+    saved_activation_bytes,
+)
 
 
 def test_models_share_backbone_weights_and_last_matches_stock():

@@ -14,15 +14,15 @@ import torch
 from conftest import parse_run_args
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
 
-from dwatt.classification import (
+from dwatt.data.corpora import load_lee_corpus, load_pang_lee_polarity
+from dwatt.tasks.arguments import ModelArguments
+from dwatt.tasks.classification import (
     ClassificationDataArguments,
     load_bundled_polarity,
     load_classification_data,
     resolve_labels,
     run_classification,
 )
-from dwatt.data import load_lee_corpus, load_pang_lee_polarity
-from dwatt.training import ModelArguments
 
 
 def parse(*args):

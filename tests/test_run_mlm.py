@@ -7,8 +7,8 @@ import torch
 from conftest import parse_run_args
 from transformers import AutoModelForMaskedLM, AutoTokenizer, TrainingArguments
 
-from dwatt.mlm import MlmDataArguments, group_texts, run_mlm
-from dwatt.training import ModelArguments
+from dwatt.tasks.arguments import ModelArguments
+from dwatt.tasks.mlm import MlmDataArguments, group_texts, run_mlm
 
 
 def parse(*args):

@@ -12,8 +12,8 @@ import torch
 from conftest import parse_run_args
 from transformers import TrainerCallback, TrainingArguments, pipeline
 
-from dwatt.ner import NerDataArguments, run_ner
-from dwatt.training import ModelArguments
+from dwatt.tasks.arguments import ModelArguments
+from dwatt.tasks.ner import NerDataArguments, run_ner
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -137,7 +137,7 @@ def test_predictions_label_every_word_of_sentences_longer_than_max_seq_length(ti
     results = run_ner(*tiny_job(tiny_bert_dir, tmp_path / "run", "--max_seq_length", "8", "--stride", "2"))
     assert results["predict_truncated_sentences"] > 0 and results["predict_scored_with_windows"] is True
     blocks = (tmp_path / "run" / "predictions.conll").read_text().strip().split("\n\n")
-    from dwatt.data import load_wnut16
+    from dwatt.data.corpora import load_wnut16
 
     test_tokens = load_wnut16()["test"]["tokens"][:24]
     assert [len(block.split("\n")) for block in blocks] == [len(tokens) for tokens in test_tokens]

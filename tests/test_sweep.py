@@ -8,24 +8,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import parse_run_args
-from transformers import AutoConfig, TrainerCallback, TrainingArguments
+from transformers import AutoConfig, TrainerCallback
 
-from dwatt import sweep
-from dwatt.budget import fusion_budget
-from dwatt.ner import NerDataArguments, run_ner
-from dwatt.sweep import (
-    METHODS,
-    RunKey,
-    SweepSettings,
-    TestSplitEvaluator,
-    paired_difference,
-    parse_seeds,
-    run_arguments,
-    run_sweep,
-    tokenized_test_split,
-)
-from dwatt.training import ModelArguments
+from dwatt.experiments.budget import fusion_budget
+from dwatt.experiments.stats import paired_difference
+from dwatt.experiments.sweep import runner as sweep_runner
+from dwatt.experiments.sweep.evaluator import TestSplitEvaluator, tokenized_test_split
+from dwatt.experiments.sweep.runner import parse_run_values, parse_seeds, plan_runs, run_sweep, run_values, shard_of
+from dwatt.experiments.sweep.store import RunKey, RunsFile
+from dwatt.experiments.sweep.summary import best_dev_scores, step_difference_table
+from dwatt.protocol import DEFAULT_NER_JOB, METHODS, SweepSettings
+from dwatt.tasks.ner import run_ner
 
 ROOT = Path(__file__).resolve().parents[1]
 T_975_DF2 = 4.302652729749462  # Student t quantile 0.975 with 2 degrees of freedom (tables: 4.303)
@@ -91,7 +84,7 @@ def test_step_differences_pair_seeds_at_each_eval_point():
     rows += [row("dwatt", seed, 2, 0.1 * seed + 0.02 + (seed + 1) / 100) for seed in range(3)]  # +1, +2, +3 points
     rows += [row("dwatt", seed, 4, 0.1 * seed + 0.01 * 4 - 0.05) for seed in range(2)]  # -5 points, 2 seeds
     rows += [row("dwatt", 0, 4, 0.9) | {"split": "dev"}]  # dev rows never enter test differences
-    table = sweep._step_difference_table(rows, ["last", "dwatt"], 16, "last")
+    table = step_difference_table(rows, ["last", "dwatt"], 16, "last")
     assert table[0] == "| method | step 2 | step 4 |"
     half_width = 100 * 0.01 * T_975_DF2 / math.sqrt(3)  # differences 1, 2, 3 points: sd 1 point
     step2, step4 = (cell.strip() for cell in table[2].split("|")[2:4])
@@ -111,21 +104,18 @@ def test_best_dev_point_picks_each_runs_test_score_where_dev_peaked():
         *rows("dwatt", 1, {50: 0.1, 100: 0.6}, {50: 0.9, 100: 0.25}),
         *rows("last", 0, {50: 0.2}, {}),  # a point without test F1 is never chosen
     ]
-    assert sweep.best_dev_scores(table) == {("dwatt", 16): {0: 0.35, 1: 0.25}}
+    assert best_dev_scores(table) == {("dwatt", 16): {0: 0.35, 1: 0.25}}
 
 
 def test_run_arguments_differ_only_in_method_flags_and_pair_seeds():
     settings = SweepSettings()
     parsed = {}
     for method in METHODS:
-        arguments = run_arguments(settings, RunKey(method, 100, 3), "out")
-        parsed[method] = parse_run_args((ModelArguments, NerDataArguments, TrainingArguments), arguments)
-    default_model, _, default_training = parse_run_args(
-        (ModelArguments, NerDataArguments, TrainingArguments), load_script("run_ner").DEFAULT_JOB
-    )
+        parsed[method] = parse_run_values(run_values(settings, RunKey(method, 100, 3), "out"))
+    default_model, _, default_training = parse_run_values(DEFAULT_NER_JOB)
     for model_args, data_args, training_args in parsed.values():
         assert (data_args.few_shot_k, data_args.few_shot_seed, training_args.seed) == (100, 3, 3)
-        # run_ner's DEFAULT_JOB hyper-parameters, the same for every method
+        # run_ner's default-job hyper-parameters, the same for every method
         assert model_args.fusion_learning_rate == default_model.fusion_learning_rate is None  # one rate
         for name in ("learning_rate", "max_steps", "warmup_steps", "lr_scheduler_type", "weight_decay",
                      "per_device_train_batch_size", "per_device_eval_batch_size", "optim"):  # fmt: skip
@@ -138,8 +128,7 @@ def test_run_arguments_differ_only_in_method_flags_and_pair_seeds():
     assert parsed["dwatt"][0].dwatt_scale == "none" and parsed["scalar_mix"][0].fusion == "scalar_mix"
 
     identity = SweepSettings(fusion_init="identity", freeze_backbone=True)
-    init = {m: parse_run_args((ModelArguments, NerDataArguments, TrainingArguments),
-                              run_arguments(identity, RunKey(m, 50, 0), "out"))[0] for m in METHODS}  # fmt: skip
+    init = {m: parse_run_values(run_values(identity, RunKey(m, 50, 0), "out"))[0] for m in METHODS}
     assert {m for m, args in init.items() if args.fusion_init == "identity"} == {
         "dwatt",
         "dwatt_sqrt_d",
@@ -149,9 +138,9 @@ def test_run_arguments_differ_only_in_method_flags_and_pair_seeds():
     assert all(args.freeze_backbone for args in init.values())
     assert parse_seeds("3") == [0, 1, 2] and parse_seeds("0,5, 7") == [0, 5, 7]
 
-    plan = sweep.plan_runs(["last", "dwatt"], [50, 100], [0, 1])
+    plan = plan_runs(["last", "dwatt"], [50, 100], [0, 1])
     assert plan[:4] == [RunKey("last", 50, 0), RunKey("dwatt", 50, 0), RunKey("last", 100, 0), RunKey("dwatt", 100, 0)]
-    shards = [sweep.shard_of(plan, (index, 3)) for index in range(3)]
+    shards = [shard_of(plan, (index, 3)) for index in range(3)]
     assert sorted(key for shard in shards for key in shard) == sorted(plan)  # each run in exactly one shard
 
 
@@ -163,10 +152,8 @@ def test_run_arguments_differ_only_in_method_flags_and_pair_seeds():
 def test_test_split_callback_scores_as_run_ner_predict(tiny_bert_dir, tmp_path, one_thread):
     """At the last step the callback's test scores equal run_ner's own --do_predict, dev the same, and
     training is exactly what it is without the callback (it draws no random numbers)."""
-    arguments = run_arguments(tiny_settings(tiny_bert_dir), RunKey("dwatt", 16, 0), tmp_path / "run")
-    model_args, data_args, training_args = parse_run_args(
-        (ModelArguments, NerDataArguments, TrainingArguments), [*arguments, "--do_predict"]
-    )
+    values = run_values(tiny_settings(tiny_bert_dir), RunKey("dwatt", 16, 0), tmp_path / "run")
+    model_args, data_args, training_args = parse_run_values({**values, "do_predict": True})
     test_dataset, label_list, collator = tokenized_test_split(model_args, data_args)
     evaluator = TestSplitEvaluator(test_dataset, label_list, collator, training_args.per_device_eval_batch_size)
     results = run_ner(model_args, data_args, training_args, callbacks=[evaluator])
@@ -179,8 +166,8 @@ def test_test_split_callback_scores_as_run_ner_predict(tiny_bert_dir, tmp_path, 
     assert 0.3 < final["test"]["accuracy"] < 1.0  # a real comparison even while F1 is still 0
     assert evaluator.trainable_parameters > 0
 
-    plain = run_arguments(tiny_settings(tiny_bert_dir), RunKey("dwatt", 16, 0), tmp_path / "plain")
-    without = run_ner(*parse_run_args((ModelArguments, NerDataArguments, TrainingArguments), plain))
+    plain = run_values(tiny_settings(tiny_bert_dir), RunKey("dwatt", 16, 0), tmp_path / "plain")
+    without = run_ner(*parse_run_values(plain))
     assert (without["train_loss"], without["eval_loss"]) == (results["train_loss"], results["eval_loss"])
 
 
@@ -204,7 +191,7 @@ def test_tiny_sweep_writes_results_resumes_and_redoes_a_killed_run(tiny_bert_dir
               "--no_progress"]  # fmt: skip
     cli.main([*common, "--methods", "last,dwatt", "--seeds", "1"])
 
-    runs = sweep.RunsFile(results_dir / "runs.csv")
+    runs = RunsFile(results_dir / "runs.csv")
     rows = runs.read()
     points = sorted((r["method"], r["step"], r["split"]) for r in rows)
     assert points == sorted((m, step, split) for m in ("last", "dwatt") for step in (2, 4) for split in ("dev", "test"))
@@ -234,7 +221,7 @@ def test_tiny_sweep_writes_results_resumes_and_redoes_a_killed_run(tiny_bert_dir
 
     # Same command again: nothing is trained, nothing written twice.
     before = (results_dir / "runs.csv").read_text()
-    monkeypatch.setattr(sweep, "run_one", lambda *args, **kwargs: pytest.fail("a finished run was run again"))
+    monkeypatch.setattr(sweep_runner, "run_one", lambda *args, **kwargs: pytest.fail("a finished run was run again"))
     cli.main([*common, "--methods", "last,dwatt", "--seeds", "1"])
     assert (results_dir / "runs.csv").read_text() == before
     monkeypatch.undo()

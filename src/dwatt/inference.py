@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
-from .data import replace_words_without_subwords, words_without_subwords
+from .data.tokenization import replace_words_without_subwords, words_without_subwords
 
-__all__ = ["Window", "plan_windows", "predict_word_labels"]
+__all__ = ["Window", "plan_windows", "predict_word_labels", "run_batches"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -215,24 +217,39 @@ def predict_word_labels(
     return [[id2label[predicted_ids[window][position]] for window, position in slots] for slots in word_slots]
 
 
+def run_batches(
+    model: Any, batches: Iterable[Mapping[str, Any]], consume: Callable[[Mapping[str, Any], Any], T], **forward_kwargs
+) -> list[T]:
+    """The one batched inference loop: `consume(batch, model(**inputs))` for every batch, in eval mode and
+    without gradients, the model's mode restored afterwards.
+
+    The inputs are the batch's tensors moved to the model's device, `labels` left out (no loss is computed);
+    `consume` reduces each output to what the caller keeps (argmax ids, weights), so outputs are not held.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            return [
+                consume(batch, model(**{name: value.to(device) for name, value in batch.items() if name != "labels"},
+                                     **forward_kwargs))
+                for batch in batches
+            ]  # fmt: skip
+    finally:
+        model.train(was_training)
+
+
 def _predict_windows(
     model: Any, tokenizer: Any, windows: list[dict[str, list[int]]], batch_size: int
 ) -> list[list[int]]:
     """Argmax label id at every position of every window."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    predicted: list[list[int]] = []
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(windows), batch_size):
-                chunk = windows[start : start + batch_size]
-                # Right padding keeps every window's positions where the word slots expect them.
-                batch = tokenizer.pad(chunk, padding=True, padding_side="right", return_tensors="pt")
-                batch = {name: tensor.to(device) for name, tensor in batch.items()}
-                logits = model(**batch).logits
-                ids = logits.argmax(dim=-1).tolist()
-                predicted.extend(row[: len(window["input_ids"])] for row, window in zip(ids, chunk, strict=True))
-    finally:
-        model.train(was_training)
-    return predicted
+    chunks = [windows[start : start + batch_size] for start in range(0, len(windows), batch_size)]
+    # Right padding keeps every window's positions where the word slots expect them.
+    batches = (tokenizer.pad(chunk, padding=True, padding_side="right", return_tensors="pt") for chunk in chunks)
+    per_batch = run_batches(model, batches, lambda _, output: output.logits.argmax(dim=-1).tolist())
+    return [
+        row[: len(window["input_ids"])]
+        for ids, chunk in zip(per_batch, chunks, strict=True)
+        for row, window in zip(ids, chunk, strict=True)
+    ]

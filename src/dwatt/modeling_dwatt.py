@@ -237,19 +237,30 @@ class DWAttDepthAttention(DWAttLayerFusion):
         values = torch.addmm(out_bias, inner, out_weight)
         return F.layer_norm(values, values.shape[-1:], gain, bias, self.layer_norm_eps).view_as(hidden)
 
-    def layer_values(self, hidden_states, layers: Iterable[int]) -> Iterator[tuple[int, torch.Tensor]]:
-        """(n, v_n) for the given fused-layer positions n, computed from the backbone's hidden states."""
+    def layer_values(
+        self, hidden_states, layers: Iterable[int], value_cache: dict[int, torch.Tensor] | None = None
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """(n, v_n) for the given fused-layer positions n, computed from the backbone's hidden states, or
+        taken from (and added to) `value_cache`."""
         mlps = self.value_mlps()
         device = hidden_states[-1].device
         for n in layers:
-            yield n, self.value(hidden_states[self.layer_indices[n]].to(device), mlps[n])
+            if value_cache is not None and n in value_cache:
+                yield n, value_cache[n]
+                continue
+            value = self.value(hidden_states[self.layer_indices[n]].to(device), mlps[n])
+            if value_cache is not None:
+                value_cache[n] = value
+            yield n, value
 
     def values(self, stacked: torch.Tensor) -> torch.Tensor:
         """Every layer's value at once, for inspection: stacked [B, T, N, d] -> [B, T, N, d]."""
         mlps = self.value_mlps()
         return torch.stack([self.value(stacked[..., n, :], mlp) for n, mlp in enumerate(mlps)], dim=-2)
 
-    def forward(self, hidden_states, layer_mask=None):
+    def forward(self, hidden_states, layer_mask=None, value_cache: dict[int, torch.Tensor] | None = None):
+        """`value_cache` (a dict, filled on first use) reuses the values v_n across calls on the same hidden
+        states: a layer mask changes only the weights, so the ablations of one batch share them."""
         last = hidden_states[-1]
         query = 1.0 + F.elu(last + self.query_out(self.query_norm(F.gelu(self.query_in(last)))))
         keys = self.depth_embedding @ self.key_weight  # [N, d]
@@ -261,7 +272,7 @@ class DWAttDepthAttention(DWAttLayerFusion):
         # A layer masked for every token has weight exactly 0: skip its value MLP.
         active = range(self.num_fused_layers) if layer_mask is None else torch.nonzero(layer_mask).flatten().tolist()
         fused = last
-        for n, value in self.layer_values(hidden_states, active):
+        for n, value in self.layer_values(hidden_states, active, value_cache):
             fused = torch.addcmul(fused, weights[..., n : n + 1], value)
         return fused, weights
 
@@ -699,6 +710,30 @@ class DWAttModel(DWAttPreTrainedModel):
             )
         return mask
 
+    def fuse(
+        self,
+        hidden_states: tuple[torch.Tensor, ...],
+        attention_mask: torch.Tensor | None = None,
+        fusion_layer_mask: torch.Tensor | None = None,
+        value_cache: dict[int, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(fused states h [batch, tokens, d], fusion weights [batch, tokens, N] or None) from the backbone's
+        hidden states (embeddings + every layer): the fusion, then the `deeper` layers if any.
+
+        `forward` runs this after the backbone; call it yourself to fuse hidden states you hold (layer
+        analysis, first-k-layer probes). `value_cache` is DWAtt's (see `DWAttDepthAttention.forward`).
+        """
+        layer_mask = self._check_layer_mask(fusion_layer_mask)
+        hidden, weights = hidden_states[-1], None
+        if self.fusion is not None:
+            extra = {"value_cache": value_cache} if isinstance(self.fusion, DWAttDepthAttention) else {}
+            hidden, weights = self.fusion(tuple(hidden_states), layer_mask, **extra)
+        if self.deeper is not None:
+            attend = None if attention_mask is None else attention_mask.bool()[:, None, None, :].to(hidden.device)
+            for layer in self.deeper:
+                hidden = layer(hidden, attend)
+        return hidden, weights
+
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -720,7 +755,7 @@ class DWAttModel(DWAttPreTrainedModel):
             Return the per-token weight of each fused layer as `fusion_weights`.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        layer_mask = self._check_layer_mask(fusion_layer_mask)
+        layer_mask = self._check_layer_mask(fusion_layer_mask)  # before the backbone runs
         # Only pass what was given: DistilBERT, MPNet and ModernBERT take no token_type_ids.
         inputs = {
             "input_ids": input_ids,
@@ -734,15 +769,7 @@ class DWAttModel(DWAttPreTrainedModel):
         outputs = self.backbone(
             **inputs, output_hidden_states=bool(output_hidden_states or self.fusion), return_dict=True, **kwargs
         )
-        hidden = outputs.last_hidden_state
-        weights = None
-        if self.fusion is not None:
-            hidden, weights = self.fusion(outputs.hidden_states, layer_mask)
-        if self.deeper is not None:
-            attend = None if attention_mask is None else attention_mask.bool()[:, None, None, :].to(hidden.device)
-            for layer in self.deeper:
-                hidden = layer(hidden, attend)
-
+        hidden, weights = self.fuse(outputs.hidden_states or (outputs.last_hidden_state,), attention_mask, layer_mask)
         output = DWAttModelOutput(
             last_hidden_state=hidden,
             hidden_states=outputs.hidden_states if output_hidden_states else None,
@@ -818,9 +845,18 @@ class DWAttForTokenClassification(DWAttHeadModel):
         r"""labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): -100 is ignored."""
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)  # for the loss; not for the backbone
         outputs = self.dwatt(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, fusion_layer_mask,
-            output_fusion_weights, output_hidden_states, output_attentions, return_dict=True, **kwargs,
-        )  # fmt: skip
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            fusion_layer_mask=fusion_layer_mask,
+            output_fusion_weights=output_fusion_weights,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+            **kwargs,
+        )
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
         if labels is not None:
@@ -855,9 +891,18 @@ class DWAttForSequenceClassification(DWAttHeadModel):
         r"""labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*): class ids, or floats for regression."""
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)  # for the loss; not for the backbone
         outputs = self.dwatt(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, fusion_layer_mask,
-            output_fusion_weights, output_hidden_states, output_attentions, return_dict=True, **kwargs,
-        )  # fmt: skip
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            fusion_layer_mask=fusion_layer_mask,
+            output_fusion_weights=output_fusion_weights,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+            **kwargs,
+        )
         logits = self.classifier(outputs.last_hidden_state)
         loss = None
         if labels is not None:
@@ -919,9 +964,18 @@ class DWAttForMaskedLM(DWAttHeadModel):
         r"""labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*): -100 is ignored."""
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)  # for the loss; not for the backbone
         outputs = self.dwatt(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, fusion_layer_mask,
-            output_fusion_weights, output_hidden_states, output_attentions, return_dict=True, **kwargs,
-        )  # fmt: skip
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            fusion_layer_mask=fusion_layer_mask,
+            output_fusion_weights=output_fusion_weights,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+            **kwargs,
+        )
         logits = self.lm_head(outputs.last_hidden_state)
         loss = None
         if labels is not None:
@@ -956,9 +1010,18 @@ class DWAttForQuestionAnswering(DWAttHeadModel):
         r"""start_positions, end_positions (`torch.LongTensor` of shape `(batch_size,)`, *optional*): the gold span."""
         kwargs.pop("num_items_in_batch", None)
         outputs = self.dwatt(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, fusion_layer_mask,
-            output_fusion_weights, output_hidden_states, output_attentions, return_dict=True, **kwargs,
-        )  # fmt: skip
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            fusion_layer_mask=fusion_layer_mask,
+            output_fusion_weights=output_fusion_weights,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+            **kwargs,
+        )
         start_logits, end_logits = self.qa_outputs(outputs.last_hidden_state).split(1, dim=-1)
         start_logits, end_logits = start_logits.squeeze(-1).contiguous(), end_logits.squeeze(-1).contiguous()
         loss = None
@@ -1008,10 +1071,18 @@ class DWAttForMultipleChoice(DWAttHeadModel):
 
         kwargs.pop("num_items_in_batch", None)
         outputs = self.dwatt(
-            flat(input_ids), flat(attention_mask), flat(token_type_ids), flat(position_ids), flat(inputs_embeds),
-            fusion_layer_mask, output_fusion_weights, output_hidden_states, output_attentions, return_dict=True,
+            input_ids=flat(input_ids),
+            attention_mask=flat(attention_mask),
+            token_type_ids=flat(token_type_ids),
+            position_ids=flat(position_ids),
+            inputs_embeds=flat(inputs_embeds),
+            fusion_layer_mask=fusion_layer_mask,
+            output_fusion_weights=output_fusion_weights,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
             **kwargs,
-        )  # fmt: skip
+        )
         logits = self.classifier(outputs.last_hidden_state).view(-1, num_choices)
         loss = None if labels is None else F.cross_entropy(logits, labels.to(logits.device))
         return self._head_output(DWAttMultipleChoiceOutput, outputs, return_dict, loss=loss, logits=logits)

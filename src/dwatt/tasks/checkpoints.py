@@ -1,12 +1,4 @@
-"""Recovery checks for interrupted runs: which checkpoint a killed training run can safely resume from.
-
-`Trainer` writes a checkpoint folder piece by piece (weights, optimizer and scheduler, RNG states, and
-`trainer_state.json` last) without a temporary name, and `transformers.trainer_utils.get_last_checkpoint`
-returns the highest-numbered `checkpoint-N` folder whatever it holds. A process killed while saving
-therefore leaves a folder that looks like the newest checkpoint but is not one; resuming from it
-either fails (no weights) or, worse, silently restarts at step 0 from half-trained weights with a
-fresh optimizer (no trainer state). `last_complete_checkpoint` skips such folders and says so.
-"""
+"""Which checkpoint folders of an output directory are complete enough to resume from."""
 
 from __future__ import annotations
 
@@ -16,13 +8,15 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["checkpoint_problem", "last_complete_checkpoint"]
-
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
+
+
 # Written by `Trainer._save_checkpoint` after everything else in the folder.
 _TRAINER_STATE = "trainer_state.json"
+
+
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
 
 

@@ -1,8 +1,4 @@
-"""Parameter accounting: what each fusion adds to a backbone, and the deeper baseline matched to DWAtt.
-
-Counts come from the real modules built on the meta device (no memory, no weights), so they cannot
-drift from the code. Run `python -m dwatt.budget [backbone name or path]` for a table.
-"""
+"""Parameter budgets of every fusion on a backbone, so parity with DWAtt is checked, not asserted."""
 
 from __future__ import annotations
 
@@ -12,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoConfig, PretrainedConfig
 
-from .configuration_dwatt import FUSIONS, DWAttConfig
-from .modeling_dwatt import DWAttModel, count_parameters
+from ..configuration_dwatt import FUSIONS, DWAttConfig
+from ..modeling_dwatt import DWAttModel, count_parameters
 
 
 @dataclass(frozen=True)
@@ -75,7 +71,7 @@ def main(argv=None) -> None:
     parser.add_argument("backbone", nargs="?", help="backbone name or path (default: the bundled MiniLM)")
     args = parser.parse_args(argv)
     if args.backbone is None:
-        from .data import bundled_minilm_path
+        from ..assets import bundled_minilm_path
 
         args.backbone = str(bundled_minilm_path())
     budgets = all_fusion_budgets(AutoConfig.from_pretrained(args.backbone))

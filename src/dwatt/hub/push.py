@@ -1,12 +1,4 @@
-"""Make a trained run folder push-ready and push it to the Hugging Face Hub with our model card.
-
-`scripts/run_ner.py` leaves weights, config, the hub-portable `.py` pair, tokenizer, metrics, trainer
-state, `training_args.bin` and maybe `checkpoint-*/` in its output folder. `export_push_ready` copies
-only what belongs on the Hub into a separate folder: it scrubs local paths out of the JSON files,
-writes the full `auto_map`, renders the card (`dwatt.modelcard`) and its fusion-weight figure.
-`push_run` exports and commits that folder with `HfApi.create_commit`, never `Trainer.push_to_hub`, which would
-replace the card with the Trainer's stub (HF_RULES §1 rule 12) and upload `training_args.bin`.
-"""
+"""Make a run folder push-ready (scrub local paths, write the card) and push it to the Hub."""
 
 from __future__ import annotations
 
@@ -22,15 +14,11 @@ from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 
-from .configuration_dwatt import DWATT_AUTO_MAP
-from .modelcard import (
-    FIGURE_FILE,
-    RUN_ARGUMENTS_FILE,
-    LayerAnalysisSummary,
-    fusion_weight_figure,
-    render_model_card,
-    save_run_arguments,
-)
+from ..configuration_dwatt import DWATT_AUTO_MAP
+from .analysis_summary import LayerAnalysisSummary
+from .card import render_model_card
+from .figure import FIGURE_FILE, fusion_weight_figure
+from .record import RUN_ARGUMENTS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +26,14 @@ logger = logging.getLogger(__name__)
 # checkpoint-*/ and optimizer states (resume-only), training_args.bin (a pickle), predictions.conll
 # (the test tweets themselves), logs.
 WEIGHT_FILES = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
+
+
 CODE_FILES = ("configuration_dwatt.py", "modeling_dwatt.py")
+
+
 CONFIG_FILES = ("config.json", "generation_config.json")
+
+
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -52,6 +46,8 @@ TOKENIZER_FILES = (
     "sentencepiece.bpe.model",
     "spm.model",
 )
+
+
 RECORD_FILES = (
     "all_results.json",
     "train_results.json",
@@ -60,15 +56,28 @@ RECORD_FILES = (
     "trainer_state.json",
     RUN_ARGUMENTS_FILE,
 )
+
+
 PUSHED_PATTERNS = WEIGHT_FILES + CODE_FILES + CONFIG_FILES + TOKENIZER_FILES + RECORD_FILES
+
+
 # Small JSON files whose path-valued fields are scrubbed (tokenizer.json is large and holds only vocabulary).
 SCRUBBED_JSON = CONFIG_FILES + ("tokenizer_config.json", "special_tokens_map.json", "trainer_state.json")
+
+
 # Fields that legitimately hold a local path when saved; they mean nothing on the Hub.
 PATH_FIELDS = {"_name_or_path", "name_or_path", "tokenizer_file", "best_model_checkpoint", "logging_dir"}
+
+
 README = "README.md"
+
+
 DEFAULT_EXPORT_SUBDIR = "hub"
 
+
 _ABSOLUTE_PATH = re.compile(r"^(?:/|~/|[A-Za-z]:[\\/]|\\\\)")
+
+
 _COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -146,7 +155,7 @@ class ExportedRun:
 
     folder: Path
     files: list[str]  # paths in the repo, sorted
-    figure: object | None = None  # dwatt.modelcard.FusionWeightSummary
+    figure: object | None = None  # dwatt.hub.figure.FusionWeightSummary
     card_kwargs: dict = field(default_factory=dict)
 
 
@@ -186,7 +195,7 @@ def export_push_ready(
         if source.name in SCRUBBED_JSON:
             payload = scrub_local_paths(json.loads(source.read_text()), source.name)
             if source.name == "config.json":
-                # Every Auto class must open the checkpoint, whichever head saved it (HF_RULES §1 rule 2).
+                # Every Auto class must open the checkpoint, whichever head saved it (docs/HF_RULES.md, rule 2).
                 payload["auto_map"] = dict(DWATT_AUTO_MAP)
             target.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
         else:
@@ -292,20 +301,14 @@ def push_run(
     token: str | None = None,
     license: str | None = None,
     base_model: str | None = None,
-    model_args=None,
-    data_args=None,
-    training_args=None,
 ) -> PushResult:
     """Export `output_dir` push-ready (card included) and commit it to `repo_id`; with `dry_run`, only export.
 
-    `revision` is the branch to push to (created when new; default main). Pass the run's argument
-    dataclasses when you have them (run_ner does): they are recorded in `run_arguments.json` so the
-    card can state the hyper-parameters, seed and hardware.
+    `revision` is the branch to push to (created when new; default main). The card states the
+    hyper-parameters, seed and hardware from the run's `run_arguments.json` (written by the run).
     """
     output_dir = Path(output_dir)
     branch = revision or "main"
-    if any(args is not None for args in (model_args, data_args, training_args)):
-        save_run_arguments(output_dir, model_args, data_args, training_args)
     card_options = {"revision": branch, "license": license, "base_model": base_model}
     if dry_run:
         exported = export_push_ready(output_dir, export_dir, repo_id=repo_id, **card_options)
@@ -319,7 +322,7 @@ def push_run(
     return result
 
 
-def push_trained_run(training_args, model_args=None, data_args=None) -> PushResult | None:
+def push_trained_run(training_args) -> PushResult | None:
     """`push_run` with the Trainer's hub arguments (`--hub_model_id`, `--hub_private_repo`, `--hub_revision`,
     `--hub_token`); runs on the saving process only and returns None elsewhere.
 
@@ -335,7 +338,4 @@ def push_trained_run(training_args, model_args=None, data_args=None) -> PushResu
         private=bool(training_args.hub_private_repo),
         revision=getattr(training_args, "hub_revision", None),
         token=training_args.hub_token,
-        model_args=model_args,
-        data_args=data_args,
-        training_args=training_args,
     )

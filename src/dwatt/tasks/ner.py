@@ -1,8 +1,4 @@
-"""Token classification (NER) with a DWAtt model and the stock Trainer: the body of `scripts/run_ner.py`.
-
-Data comes from the user's files (`--train_file`, CoNLL / `token<TAB>tag` / JSON lines), a Hub dataset
-(`--dataset_name`, online), or by default the bundled WNUT-16 split (`dwatt.data.load_wnut16`).
-"""
+"""Token classification (NER) with a DWAtt model and the stock Trainer: the body of `scripts/run_ner.py`."""
 
 from __future__ import annotations
 
@@ -13,23 +9,20 @@ from pathlib import Path
 from datasets import DatasetDict, load_dataset
 from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
 
-from .data import (
-    load_ner_files,
-    load_wnut16,
-    make_token_collator,
-    sample_few_shot,
-    tokenize_ner_dataset,
-    write_conll_predictions,
-)
-from .hub import push_trained_run
-from .inference import predict_word_labels
-from .metrics import align_predictions, make_ner_compute_metrics, score_tag_sequences
-from .modeling_dwatt import DWAttForTokenClassification
-from .training import ModelArguments, fusion_optimizer, load_model, record_metrics, train_and_save
+from ..assets import BUNDLED_WNUT16
+from ..data.corpora import load_wnut16, sample_few_shot
+from ..data.ner_files import load_ner_files, write_conll_predictions
+from ..data.tokenization import make_token_collator, tokenize_ner_dataset
+from ..hub.push import push_trained_run
+from ..inference import predict_word_labels
+from ..metrics import align_predictions, make_ner_compute_metrics, score_tag_sequences
+from ..modeling_dwatt import DWAttForTokenClassification
+from .arguments import ModelArguments
+from .runner import fusion_optimizer, load_model, record_metrics, record_run, train_and_save
 
 logger = logging.getLogger(__name__)
 
-BUNDLED_DATASET = "wnut16-bundled"
+BUNDLED_DATASET = BUNDLED_WNUT16
 
 
 @dataclass
@@ -162,10 +155,11 @@ def run_ner(
         results.update(record_metrics(trainer, "predict", metrics))
 
     if push_requested:
-        if not training_args.do_train:
+        if not training_args.do_train:  # a trained run was saved and recorded by train_and_save
             trainer.save_model()
+            record_run(trainer, model_args, data_args)
         training_args.push_to_hub = True
-        push_trained_run(training_args, model_args, data_args)
+        push_trained_run(training_args)
     return results
 
 

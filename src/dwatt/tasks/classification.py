@@ -1,19 +1,7 @@
-"""Sentence (pair) classification with a DWAtt model and the stock Trainer: the body of
-`scripts/run_classification.py`.
-
-Data comes from the user's files (`--train_file`/`--validation_file`/`--test_file`: CSV, TSV or JSON
-lines with a `text` column, an optional `text_pair` column and a `label` column), a Hub dataset
-(`--dataset_name`, online), or by default the bundled Pang-Lee polarity sentences
-(`dwatt.data.load_pang_lee_polarity`, split 150 train / 25 validation / 25 test with a fixed seed).
-
-Labels may be strings or numbers. The label list is the sorted set of labels of the training data
-(a Hub or bundled `ClassLabel` keeps its own order); a validation or test label missing from it raises
-`ValueError` naming the file and the label, because the model could never predict it.
-"""
+"""Sequence classification with a DWAtt model: the body of `scripts/run_classification.py`."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,25 +9,23 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
 from transformers import AutoConfig, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
 
-from .data import check_table_file, load_pang_lee_polarity, sample_few_shot, split_train_test
-from .metrics import compute_classification_metrics
-from .modeling_dwatt import DWAttForSequenceClassification
-from .training import (
-    ModelArguments,
-    fusion_optimizer,
-    is_dwatt_checkpoint,
-    load_model,
-    record_metrics,
-    train_and_save,
-)
-
-logger = logging.getLogger(__name__)
+from ..data.corpora import load_pang_lee_polarity, sample_few_shot, split_train_test
+from ..data.tables import check_table_file
+from ..metrics import compute_classification_metrics
+from ..modeling_dwatt import DWAttForSequenceClassification
+from .arguments import ModelArguments
+from .runner import fusion_optimizer, is_dwatt_checkpoint, load_model, record_metrics, train_and_save
 
 BUNDLED_DATASET = "pang-lee-polarity-bundled"
+
+
 #: Seed of the fixed train/validation/test split of the bundled data; independent of --seed and few-shot seeds.
 BUNDLED_SPLIT_SEED = 42
+
+
 #: Sentences held out of the bundled 200: half for validation, half for test.
 BUNDLED_HELD_OUT = 50
+
 
 # File suffix -> (`datasets` builder, builder keyword arguments).
 _FILE_BUILDERS = {
@@ -48,6 +34,8 @@ _FILE_BUILDERS = {
     ".json": ("json", {}),
     ".jsonl": ("json", {}),
 }
+
+
 _SPLIT_FLAGS = {"train": "--do_train", "validation": "--do_eval", "test": "--do_predict"}
 
 
@@ -79,11 +67,6 @@ class ClassificationDataArguments:
     def uses_files(self) -> bool:
         """True when any data file is given: files then replace the Hub or bundled data."""
         return bool(self.train_file or self.validation_file or self.test_file)
-
-
-# ---------------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------------
 
 
 def load_bundled_polarity() -> DatasetDict:
@@ -229,11 +212,6 @@ def _require_split(raw: DatasetDict, split: str) -> None:
 
 def _first_n(dataset: Dataset, limit: int | None) -> Dataset:
     return dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
-
-
-# ---------------------------------------------------------------------------------------------
-# Run
-# ---------------------------------------------------------------------------------------------
 
 
 def run_classification(

@@ -1,17 +1,4 @@
-"""Masked-language modelling with a DWAtt model and the stock Trainer: the body of `scripts/run_mlm.py`.
-
-Data comes from the user's plain-text files (`--train_file`/`--validation_file`, one document per line;
-`.csv`/`.json`/`.jsonl` files with a `text` column also work), a Hub dataset (`--dataset_name`, online),
-or by default the bundled Lee news corpus (`dwatt.data.load_lee_corpus`: 300 training and 50 held-out
-documents). As in transformers' `run_mlm.py`, the documents are tokenised, concatenated and cut into
-blocks of `--max_seq_length` tokens, and the stock `DataCollatorForLanguageModeling` masks 15% of the
-tokens afresh for every batch. Evaluation reports the masked-token loss and `perplexity = exp(eval_loss)`.
-
-Note: the bundled all-MiniLM-L6-v2 checkpoint is a sentence-embedding model saved without its MLM head,
-so with it the LM head (dense + LayerNorm + decoder bias) starts random; only the decoder weight, tied to
-the input embeddings, is pretrained. Early losses and perplexities are therefore far above those of a
-BERT checkpoint that ships its MLM head, and are not comparable with published numbers.
-"""
+"""Masked-language modelling with a DWAtt model: the body of `scripts/run_mlm.py`."""
 
 from __future__ import annotations
 
@@ -24,13 +11,15 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, load_dataset
 from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
 
-from .data import load_lee_corpus
-from .modeling_dwatt import DWAttForMaskedLM
-from .training import ModelArguments, fusion_optimizer, load_model, record_metrics, train_and_save
+from ..data.corpora import load_lee_corpus
+from ..modeling_dwatt import DWAttForMaskedLM
+from .arguments import ModelArguments
+from .runner import fusion_optimizer, load_model, record_metrics, train_and_save
 
 logger = logging.getLogger(__name__)
 
 BUNDLED_DATASET = "lee-corpus-bundled"
+
 
 # File suffix -> `datasets` builder; anything else is read as plain text, one document per line.
 _FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json"}

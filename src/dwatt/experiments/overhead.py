@@ -1,12 +1,4 @@
-"""What a fusion costs: training-step and inference time, activation memory and parameters, as ratios
-to the stock `AutoModelForTokenClassification` of the same backbone. The body of
-`scripts/bench_overhead.py`.
-
-Timings are taken in one process with the models interleaved (stock, dwatt, concat, ..., then again),
-so drift in machine load hits every model alike, and the order rotates by one model each repeat, so no
-model always runs first (a fixed order gave `last`, the same computation as stock, 0.86-0.94x of it);
-the table reports medians of the repeats.
-"""
+"""Time and memory overhead of each fusion against the stock token classifier."""
 
 from __future__ import annotations
 
@@ -19,8 +11,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import AutoModelForTokenClassification, PretrainedConfig
 
-from .configuration_dwatt import FUSIONS, DWAttConfig
-from .modeling_dwatt import DWAttForTokenClassification, count_parameters
+from ..configuration_dwatt import FUSIONS, DWAttConfig
+from ..modeling_dwatt import DWAttForTokenClassification, count_parameters
 
 STOCK = "stock"
 

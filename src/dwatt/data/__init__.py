@@ -1,0 +1,1 @@
+"""Data: tags and label lists, NER and table files, the bundled corpora, tokenisation and alignment."""

@@ -1,0 +1,116 @@
+"""Statistics shared by the sweep and the analysis: paired intervals, bootstrap, ranks."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from seqeval.metrics.sequence_labeling import get_entities
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Mean of per-seed differences (method minus baseline) and its confidence interval (None for n < 2)."""
+
+    mean: float
+    low: float | None
+    high: float | None
+    n: int
+    confidence: float = 0.95
+
+    @property
+    def significant(self) -> bool:
+        """True when the interval excludes 0."""
+        return self.low is not None and (self.low > 0 or self.high < 0)
+
+
+def paired_difference(method: Sequence[float], baseline: Sequence[float], confidence: float = 0.95) -> PairedDifference:
+    """Student-t interval of the mean paired difference: mean +- t(1-a/2, n-1) * sd / sqrt(n)."""
+    from scipy import stats  # installed with scikit-learn, which seqeval needs
+
+    if len(method) != len(baseline) or not method:
+        raise ValueError(f"need paired, non-empty scores; got {len(method)} and {len(baseline)}")
+    differences = [a - b for a, b in zip(method, baseline)]
+    mean = statistics.fmean(differences)
+    n = len(differences)
+    if n < 2:
+        return PairedDifference(mean, None, None, n, confidence)
+    half_width = stats.t.ppf(0.5 + confidence / 2, n - 1) * statistics.stdev(differences) / math.sqrt(n)
+    return PairedDifference(mean, mean - half_width, mean + half_width, n, confidence)
+
+
+def entity_type_of(tag: str) -> str:
+    """``B-person``/``I-person`` -> ``person``; ``O`` stays ``O``."""
+    return tag.split("-", 1)[1] if "-" in tag else tag
+
+
+def sentence_entity_counts(pred_tags: Sequence[Sequence[str]], gold_tags: Sequence[Sequence[str]]) -> np.ndarray:
+    """Per sentence [true positives, predicted entities, gold entities] (seqeval's default-mode entities).
+
+    Summed over sentences they give seqeval's micro F1 = 2 tp / (pred + gold), so sentences can be
+    resampled cheaply for confidence intervals.
+    """
+    counts = np.zeros((len(gold_tags), 3), dtype=np.int64)
+    for row, (pred, gold) in enumerate(zip(pred_tags, gold_tags, strict=True)):
+        pred_entities, gold_entities = set(get_entities(list(pred))), set(get_entities(list(gold)))
+        counts[row] = (len(pred_entities & gold_entities), len(pred_entities), len(gold_entities))
+    return counts
+
+
+def f1_from_counts(counts: np.ndarray) -> np.ndarray:
+    """Micro F1 from summed [tp, pred, gold] counts (last axis); 0 where there is nothing to score."""
+    denominator = counts[..., 1] + counts[..., 2]
+    return np.where(denominator > 0, 2 * counts[..., 0] / np.maximum(denominator, 1), 0.0)
+
+
+def paired_bootstrap_interval(
+    counts: np.ndarray, reference: np.ndarray, samples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile interval of F1(counts) - F1(reference) over sentences resampled with replacement (paired)."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(counts), size=(samples, len(counts)))
+    deltas = f1_from_counts(counts[picks].sum(axis=1)) - f1_from_counts(reference[picks].sum(axis=1))
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(deltas, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def descending_ranks(values: Sequence[float]) -> np.ndarray:
+    """Rank 1 for the largest value (ties in order of position)."""
+    order = np.argsort(-np.asarray(values, dtype=np.float64), kind="stable")
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(1, len(order) + 1)
+    return ranks
+
+
+def rank_disagreements(mass: Sequence[float], drop: Sequence[float], min_gap: int | None = None) -> list[str]:
+    """Per layer: "" where attention mass and F1 drop agree, else which way they disagree.
+
+    Both are ranked from the largest (rank 1); a layer whose two ranks differ by at least `min_gap`
+    (default: a third of the layers, at least 2) is "high mass, small effect" or "low mass, large effect".
+    """
+    min_gap = max(2, math.ceil(len(mass) / 3)) if min_gap is None else min_gap
+    mass_ranks, drop_ranks = descending_ranks(mass), descending_ranks(drop)
+    flags = []
+    for mass_rank, drop_rank in zip(mass_ranks, drop_ranks, strict=True):
+        if abs(int(mass_rank) - int(drop_rank)) < min_gap:
+            flags.append("")
+        else:
+            flags.append("high mass, small effect" if mass_rank < drop_rank else "low mass, large effect")
+    return flags
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman rank correlation, ties averaged (NaN when either side is constant)."""
+    from scipy.stats import spearmanr  # installed with scikit-learn, which seqeval needs
+
+    if np.std(np.asarray(a)) == 0 or np.std(np.asarray(b)) == 0:
+        return float("nan")  # spearmanr would warn and return NaN
+    return float(spearmanr(a, b).statistic)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)

@@ -1,0 +1,322 @@
+"""The model card of a run folder, rendered from the template shipped with the package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ..assets import BUNDLED_MINILM_HUB_ID, BUNDLED_MINILM_LICENSE
+from ..configuration_dwatt import DWAttConfig
+from ..experiments.budget import fusion_budget
+from ..fusions import CATALOGUE, KNOBS
+from .analysis_summary import LayerAnalysisSummary
+from .figure import FusionWeightSummary
+from .record import (
+    NOT_RECORDED,
+    RESULT_FILES,
+    RUN_ARGUMENTS_FILE,
+    DatasetInfo,
+    RunFolder,
+    _read_json,
+    count_checkpoint_parameters,
+    describe_dataset,
+)
+
+# Shipped inside the package (package data), so a non-editable install renders cards too.
+TEMPLATE_PATH = Path(__file__).with_name("card_template.md")
+
+
+# (metric key suffix, model-index metric type, display name)
+CARD_METRICS = (
+    ("overall_f1", "f1", "Entity F1 (seqeval, micro)"),
+    ("overall_precision", "precision", "Entity precision (seqeval, micro)"),
+    ("overall_recall", "recall", "Entity recall (seqeval, micro)"),
+    ("overall_accuracy", "accuracy", "Token accuracy"),
+)
+
+
+TAGS = ["dwatt", "layer-fusion", "custom_code", "token-classification", "ner"]
+
+
+EXAMPLE_TEXT = "Watching the Lakers play in Los Angeles tonight with @john"
+
+
+def _show(value, digits: int | None = None) -> str:
+    """A value for a table cell: metrics rounded to `digits`, settings as given, missing ones "not recorded"."""
+    if value is None or value == NOT_RECORDED:
+        return NOT_RECORDED
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and digits is not None:
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def parameter_rows(run: RunFolder, config: DWAttConfig) -> tuple[list[tuple[str, str]], str]:
+    """Backbone / fusion / head / total counts, and a note on the fusion's overhead."""
+    knobs = {name: getattr(config, name) for name in KNOBS if name != "fusion"}  # rebuilds the exact fusion
+    budget = fusion_budget(config.backbone_config, config.fusion, **knobs)
+    total = count_checkpoint_parameters(run.path)
+    rows = [
+        ("backbone (pretrained encoder, pooler removed)", f"{budget.backbone_parameters:,}"),
+        (f"fusion `{config.fusion}`", f"{budget.fusion_parameters:,}"),
+    ]
+    if total is not None:
+        rows.append(("classification head", f"{total - budget.total_parameters:,}"))
+        rows.append(("total (counted in the checkpoint)", f"{total:,}"))
+    note = (
+        f"The fusion adds {budget.fusion_parameters:,} parameters, {100 * budget.overhead:.2f}% of the backbone "
+        "(counted by `dwatt.experiments.budget.fusion_budget` on this config)."
+    )
+    knob_text = ", ".join(f"`{name}={getattr(config, name)!r}`" for name in CATALOGUE[config.fusion].knobs)
+    if knob_text:
+        note += f" Settings: {knob_text}."
+    return rows, note
+
+
+def training_rows(run: RunFolder, dataset: DatasetInfo) -> list[tuple[str, str]]:
+    """The training table: data, K, seed, hyper-parameters, steps, hardware and time, or "not recorded"."""
+    args, state = run.arguments, run.trainer_state
+    train = run.metrics("train_results.json")
+
+    def arg(name):
+        return args.get(name, NOT_RECORDED)
+
+    warmup = NOT_RECORDED
+    if args:
+        warmup = f"{arg('warmup_steps')} steps" if arg("warmup_steps") else f"ratio {arg('warmup_ratio')}"
+    steps = state.get("global_step", NOT_RECORDED)
+    if state.get("max_steps"):
+        steps = f"{steps} of {state['max_steps']}"
+    runtime = train.get("train_runtime")
+    precision = NOT_RECORDED
+    if args:
+        precision = "bf16" if args.get("bf16") else "fp16" if args.get("fp16") else "fp32"
+    return [
+        ("data", dataset.name),
+        ("training sentences", _show(train.get("train_samples"))),
+        ("few-shot K / sample seed", f"{_show(args.get('few_shot_k'))} / {_show(args.get('few_shot_seed'))}"),
+        ("seed", _show(arg("seed"))),
+        ("optimizer steps", _show(steps)),
+        ("epochs", _show(state.get("epoch"), 2)),
+        ("batch size per device × accumulation × processes",
+         f"{_show(arg('per_device_train_batch_size'))} × {_show(arg('gradient_accumulation_steps'))} × "
+         f"{_show(arg('world_size'))}"),
+        ("learning rate (backbone)", _show(arg("learning_rate"))),
+        ("learning rate (fusion and head)", _show(args.get("fusion_learning_rate") or arg("learning_rate"))),
+        ("schedule / warm-up", f"{_show(arg('lr_scheduler_type'))} / {warmup}"),
+        ("optimizer / weight decay / max grad norm",
+         f"{_show(arg('optim'))} / {_show(arg('weight_decay'))} / {_show(arg('max_grad_norm'))}"),
+        ("backbone frozen", _show(arg("freeze_backbone"))),
+        ("max sequence length (sub-words)", _show(arg("max_seq_length"))),
+        ("precision", precision),
+        ("hardware", _show(arg("hardware"))),
+        ("training time", f"{runtime:.1f} s (Trainer's train_runtime)" if runtime is not None else NOT_RECORDED),
+        ("mean training loss", _show(train.get("train_loss"), 4)),
+        ("transformers version", _show(run.config.get("transformers_version"))),
+    ]  # fmt: skip
+
+
+def loss_rows(run: RunFolder) -> list[tuple[str, str, str]]:
+    """Logged (step, loss, learning rate) points from trainer_state.json."""
+    return [
+        (
+            str(entry.get("step")),
+            _show(entry["loss"], 4),
+            f"{entry['learning_rate']:.3g}" if "learning_rate" in entry else "",
+        )
+        for entry in run.trainer_state.get("log_history", [])
+        if "loss" in entry
+    ]
+
+
+def result_rows(run: RunFolder) -> list[dict]:
+    """One row per split with metrics, each naming the file it came from."""
+    rows = []
+    for split, file_name, prefix in RESULT_FILES:
+        metrics = run.metrics(file_name)
+        if f"{prefix}_overall_f1" not in metrics:
+            continue
+        rows.append(
+            {
+                "split": split,
+                "file": file_name,
+                "samples": _show(metrics.get(f"{prefix}_samples")),
+                **{key.split("_")[1]: _show(metrics.get(f"{prefix}_{key}"), 4) for key, _, _ in CARD_METRICS},
+            }
+        )
+    return rows
+
+
+def per_type_rows(run: RunFolder) -> tuple[str | None, list[dict]]:
+    """Per-entity-type scores of the first split that has them (test before validation)."""
+    for split, file_name, prefix in RESULT_FILES:
+        metrics = run.metrics(file_name)
+        types = sorted(
+            key[len(prefix) + 1 : -len("_number")]
+            for key in metrics
+            if key.endswith("_number") and key.startswith(prefix + "_") and "overall" not in key
+        )
+        if types:
+            return split, [
+                {
+                    "type": name,
+                    **{
+                        part: _show(metrics.get(f"{prefix}_{name}_{part}"), 4) for part in ("precision", "recall", "f1")
+                    },
+                    "number": _show(metrics.get(f"{prefix}_{name}_number")),
+                }
+                for name in types
+            ]
+    return None, []
+
+
+def eval_results(run: RunFolder, dataset: DatasetInfo) -> list[EvalResult]:
+    """The run's measured overall scores as model-index entries, values exactly as in the metrics files."""
+    results = []
+    for split, file_name, prefix in RESULT_FILES:
+        metrics = run.metrics(file_name)
+        for key, metric_type, metric_name in CARD_METRICS:
+            if f"{prefix}_{key}" not in metrics:
+                continue
+            results.append(
+                EvalResult(
+                    task_type="token-classification",
+                    task_name="Named entity recognition",
+                    dataset_type=dataset.type,
+                    dataset_name=dataset.name,
+                    dataset_split=split,
+                    metric_type=metric_type,
+                    metric_name=metric_name,
+                    metric_value=metrics[f"{prefix}_{key}"],
+                )
+            )
+    return results
+
+
+def limitations(run: RunFolder, dataset: DatasetInfo, base_model: str | None) -> list[str]:
+    """What a reader must know before trusting the numbers."""
+    arguments = run.arguments
+    test_size = run.metrics("predict_results.json").get("predict_samples", NOT_RECORDED)
+    items = []
+    if base_model == BUNDLED_MINILM_HUB_ID:
+        items.append(
+            "The backbone is all-MiniLM-L6-v2: a small (6 layers × 384), **uncased** sentence-embedding model, not "
+            "an encoder tuned for NER. Casing, a strong cue for names, is lost; a cased or larger encoder would score "
+            "differently."
+        )
+    if dataset.bundled_wnut16:
+        items += [
+            "Trained and scored on **Twitter NER (WNUT-16, 10 entity types)**: noisy 2016 English tweets. "
+            "Performance on other domains, later tweets or other languages is unknown.",
+            f"The test split is a **fixed {test_size}-tweet slice of the WNUT-16 training file** "
+            "(`dwatt.data.corpora.load_wnut16`; the official dev/test files are not bundled), so the scores are not "
+            "comparable with published "
+            "WNUT-16 results.",
+            "The WNUT-16 data come from the WNUT 2016 shared task; treat their use as research use.",
+        ]
+    if arguments.get("few_shot_k"):
+        items.append(
+            f"Few-shot: trained on {arguments['few_shot_k']} sentences, one sample and one seed. Scores of such "
+            "runs move by several F1 points between seeds and samples; compare methods over several seeds."
+        )
+    if not arguments:
+        items.append(f"The run's arguments were {NOT_RECORDED} (no `{RUN_ARGUMENTS_FILE}`): see the training table.")
+    items.append(
+        "Loading runs the repository's Python code (`trust_remote_code=True`); review it and pin a revision. "
+        "Not evaluated for bias or for robustness to adversarial input."
+    )
+    return items
+
+
+def language_text(run_dir: Path) -> str:
+    """English, and whether the tokenizer lower-cases (as its saved config says)."""
+    lower = _read_json(run_dir / "tokenizer_config.json").get("do_lower_case")
+    return "English" + {True: ", uncased (the tokenizer lower-cases)", False: ", cased"}.get(lower, "")
+
+
+def render_model_card(
+    run_dir: str | Path,
+    repo_id: str,
+    revision: str = "main",
+    revision_is_commit: bool = False,
+    figure: FusionWeightSummary | None = None,
+    license: str | None = None,
+    base_model: str | None = None,
+    template_path: str | Path = TEMPLATE_PATH,
+    analysis: LayerAnalysisSummary | None = None,
+) -> ModelCard:
+    """Render the card of a `run_ner` output folder (metadata + body); nothing is written to disk.
+
+    `analysis` adds the layer-analysis findings of `scripts/analyze_layers.py` and its per-type figure.
+
+    `base_model` and `license` override what the run recorded (the bundled MiniLM is named by its Hub id
+    and Apache-2.0 licence); without either, the metadata leaves the field out and the text says so.
+    """
+    run = RunFolder.read(run_dir)
+    config = run.dwatt_config()
+    dataset = describe_dataset(run)
+    base_model = base_model or run.arguments.get("base_model")
+    if license is None and base_model == BUNDLED_MINILM_HUB_ID:
+        license = BUNDLED_MINILM_LICENSE  # the fine-tuned weights inherit the base model's licence
+    model_name = repo_id.split("/")[-1]
+    card_data = ModelCardData(
+        model_name=model_name,
+        language="en",
+        license=license,
+        library_name="transformers",
+        pipeline_tag="token-classification",
+        tags=list(TAGS),
+        base_model=base_model,
+        datasets=[dataset.hub_id] if dataset.hub_id else None,
+        metrics=sorted({metric_type for _, metric_type, _ in CARD_METRICS}),
+        eval_results=eval_results(run, dataset) or None,
+    )
+    rows, budget_note = parameter_rows(run, config)
+    split, type_rows = per_type_rows(run)
+    test_f1 = run.metrics("predict_results.json").get("predict_overall_f1")
+    summary = (
+        f"{base_model or 'A pretrained encoder'} fine-tuned for named-entity recognition on {dataset.name}, with "
+        f"the layer fusion `{config.fusion}` ({CATALOGUE[config.fusion].title})."
+    )
+    if test_f1 is not None:
+        summary += f" Entity F1 on the test split: **{test_f1:.4f}** (`predict_results.json`)."
+    if revision_is_commit:
+        revision_comment = "the commit that holds these weights and this code"
+    else:
+        revision_comment = "pin a commit hash from this repo's history to fix the code you run"
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path),
+        model_name=model_name,
+        summary=summary,
+        task_description="named-entity recognition (token classification, IOB2 tags)",
+        base_model_text=f"[{base_model}](https://huggingface.co/{base_model})" if base_model else NOT_RECORDED,
+        fusion=config.fusion,
+        fusion_title=CATALOGUE[config.fusion].title,
+        license_text=license or NOT_RECORDED,
+        fusion_description=CATALOGUE[config.fusion].description,
+        parameter_rows=rows,
+        budget_note=budget_note,
+        repo_id=repo_id,
+        revision=revision,
+        revision_comment=revision_comment,
+        example_text=EXAMPLE_TEXT,
+        data_description=dataset.description,
+        training_rows=training_rows(run, dataset),
+        loss_rows=loss_rows(run),
+        result_rows=result_rows(run),
+        per_type_split=split,
+        per_type_rows=type_rows,
+        figure=figure.for_template() if figure else None,
+        analysis=analysis,
+        limitations=limitations(run, dataset, base_model),
+        language_text=language_text(run.path),
+    )
+
+
+def usage_snippet(card_text: str) -> str:
+    """The first ```python block of a card (what users copy)."""
+    start = card_text.index("```python\n") + len("```python\n")
+    return card_text[start : card_text.index("```", start)]

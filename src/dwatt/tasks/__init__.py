@@ -1,0 +1,1 @@
+"""One run skeleton shared by the NER, classification and MLM scripts."""

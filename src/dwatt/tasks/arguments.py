@@ -1,0 +1,91 @@
+"""Command-line arguments shared by every `run_*` script, and their parsing."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import field, make_dataclass
+from typing import Any
+
+import transformers
+from transformers import HfArgumentParser, TrainingArguments
+
+from ..assets import bundled_minilm_path
+from ..fusions import KNOBS, Knob, parse_fusion_layers
+
+logger = logging.getLogger(__name__)
+
+
+def _knob_field(knob: Knob) -> tuple[str, Any, Any]:
+    """A dataclass field for `HfArgumentParser` with the config's default, help and choices."""
+    annotation = knob.type | None if knob.optional else knob.type
+    metadata = {"help": knob.help}
+    if knob.choices:
+        metadata["choices"] = list(knob.choices)
+    default = knob.default if knob.name != "fusion_layers" else str(knob.default)
+    return knob.name, annotation, field(default=default, metadata=metadata)
+
+
+class _ModelArgumentsMethods:
+    def __post_init__(self):
+        if self.model_name_or_path is None:
+            self.model_name_or_path = str(bundled_minilm_path())
+
+    def fusion_config_kwargs(self) -> dict[str, Any]:
+        """The `DWAttConfig` fields these arguments set: every knob of the fusion catalogue."""
+        values = {name: getattr(self, name) for name in KNOBS}
+        values["fusion_layers"] = parse_fusion_layers(values["fusion_layers"])
+        return values
+
+
+# Built from the fusion catalogue, so every `DWAttConfig` knob is a flag of every run_* script, with the
+# config's own default; only the fields below are not config knobs.
+ModelArguments = make_dataclass(
+    "ModelArguments",
+    [
+        ("model_name_or_path", str | None, field(
+            default=None,
+            metadata={"help": "A backbone (Hub id or folder) or a DWAtt checkpoint. Default: the bundled MiniLM."},
+        )),
+        *(_knob_field(knob) for knob in KNOBS.values()),
+        ("freeze_backbone", bool, field(default=False, metadata={"help": "Train only the fusion and the head."})),
+        ("fusion_learning_rate", float | None, field(
+            default=None,
+            metadata={"help": "Learning rate of the fusion and head parameters, in their own group without weight "
+                      "decay."},
+        )),
+        ("revision", str, field(default="main", metadata={"help": "Model revision (branch, tag or commit)."})),
+        ("trust_remote_code", bool, field(default=False, metadata={"help": "Allow remote code in Hub backbones."})),
+    ],
+    bases=(_ModelArgumentsMethods,),
+    namespace={"__module__": __name__, "__doc__": "Which encoder to start from and how to fuse its layers."},
+)  # fmt: skip
+
+
+def parse_arguments(dataclass_types, default_job: dict | None = None, argv: list[str] | None = None):
+    """Parse CLI arguments (or one JSON file, as the transformers examples do) into the dataclasses.
+
+    With no arguments at all, `default_job` (argument name -> value) is used: the script's default run.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = HfArgumentParser(dataclass_types)
+    if not argv and default_job is not None:
+        logger.warning("No arguments given: running the default job %s", default_job)
+        return parser.parse_dict(default_job)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def setup_logging(training_args: TrainingArguments) -> None:
+    """Log like the transformers examples: INFO on the main process, warnings elsewhere."""
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    level = training_args.get_process_log_level()
+    logger.setLevel(level)
+    logging.getLogger("dwatt").setLevel(level)
+    transformers.utils.logging.set_verbosity(level)

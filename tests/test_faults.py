@@ -147,6 +147,34 @@ def test_last_complete_checkpoint_skips_folders_cut_short(tmp_path):
     assert "global_step=4" in checkpoint_problem(tmp_path / "checkpoint-24")
 
 
+SHARDED_LAYOUTS = {
+    # FSDP with SHARDED_STATE_DICT: a torch.distributed.checkpoint folder; .metadata comes when all ranks finish
+    "fsdp": ("pytorch_model_fsdp_0", "__0_0.distcp", ".metadata", ".metadata"),
+    # DeepSpeed ZeRO-2/3 without gathered 16-bit weights: per-rank model states in global_step<N>/
+    "deepspeed": (
+        "global_stepSTEP",
+        "bf16_zero_pp_rank_0_mp_rank_00_optim_states.pt",
+        "mp_rank_00_model_states.pt",
+        "*model_states.pt",
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("layout", sorted(SHARDED_LAYOUTS))
+def test_sharded_checkpoints_are_resumed_from_and_a_half_written_one_is_skipped(tmp_path, layout):
+    folder_name, first_file, last_file, missing = SHARDED_LAYOUTS[layout]
+    for step, complete in ((4, True), (8, False)):
+        checkpoint = tmp_path / f"checkpoint-{step}"
+        shards = checkpoint / folder_name.replace("STEP", str(step))
+        shards.mkdir(parents=True)
+        (shards / first_file).write_bytes(b"shard")
+        if complete:
+            (shards / last_file).write_bytes(b"done")
+        (checkpoint / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    assert f"has no {missing} (the sharded save was interrupted)" in checkpoint_problem(tmp_path / "checkpoint-8")
+
+
 def test_a_checkpoint_cut_short_by_a_kill_is_not_resumed_from(tiny_bert_dir, tmp_path, uninterrupted):
     """The folder of a run killed while writing its second checkpoint: resume from the first one."""
     reference, straight_dir = uninterrupted

@@ -111,12 +111,12 @@ def test_bad_layer_mask_is_refused(bad, batch):
 
 
 def test_padding_does_not_change_real_tokens(batch):
-    model = tiny_model(fusion="dwatt").eval()
+    model = tiny_model(fusion="dwatt").eval().double()  # float64: padding changes the kernels' blocking
     short = {k: v[1:, :5] for k, v in batch.items()}
     with torch.no_grad():
         padded = model(**batch).logits[1, :5]
         alone = model(**short).logits[0]
-    torch.testing.assert_close(padded, alone, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(padded, alone, rtol=1e-10, atol=1e-10)
 
 
 def batched_values(attention, stacked):

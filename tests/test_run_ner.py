@@ -105,12 +105,12 @@ def test_pipeline_on_a_saved_checkpoint(tiny_bert_dir, tmp_path):
 
 
 def test_ddp_two_processes_on_cpu(tiny_bert_dir, tmp_path):
-    """`accelerate launch --multi_gpu --num_processes 2` with --use_cpu: gloo DDP, one saved checkpoint."""
+    """`accelerate launch` with configs/accelerate/cpu-ddp.yaml and --use_cpu: gloo DDP, one saved checkpoint."""
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
     output_dir = tmp_path / "ddp"
     command = [
-        accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29517",
+        accelerate, "launch", "--config_file", str(ROOT / "configs" / "accelerate" / "cpu-ddp.yaml"),
+        "--main_process_port", "29517",
         str(ROOT / "scripts" / "run_ner.py"),
         "--model_name_or_path", str(tiny_bert_dir), "--output_dir", str(output_dir), "--use_cpu",
         "--few_shot_k", "32", "--max_eval_samples", "16", "--do_train", "--do_eval", "--max_steps", "4",

@@ -48,4 +48,6 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path, fusion):
     accumulated = one_update(tmp_path, batch_size=2, accumulation=2, fusion=fusion)
     assert any(update.abs().sum() > 0 for update in single.values())
     for name, update in single.items():
-        torch.testing.assert_close(accumulated[name], update, rtol=1e-4, atol=1e-6, msg=name)
+        # float32 sums in another order (two half batches): tolerance scaled to the update's size
+        scale = float(update.abs().max())
+        torch.testing.assert_close(accumulated[name], update, rtol=1e-4, atol=1e-5 * scale + 1e-8, msg=name)

@@ -65,6 +65,14 @@ def align_predictions(
     return pred_tags, gold_tags
 
 
+def logits_to_label_ids(logits: Any, labels: Any) -> Any:
+    """`preprocess_logits_for_metrics` for token classification: the argmax label id per token.
+
+    Evaluation then gathers and keeps `[N, T]` ids across processes instead of `[N, T, num_labels]` logits.
+    """
+    return _first_output(logits).argmax(dim=-1)
+
+
 def entity_types(label_list: Sequence[str]) -> list[str]:
     """Sorted entity types of a label list (``B-PER``/``I-PER`` give ``PER``; ``O`` none)."""
     return sorted({label.split("-", 1)[1] for label in label_list if "-" in label})

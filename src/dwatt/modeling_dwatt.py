@@ -439,7 +439,17 @@ class DWAttPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True  # the backbone decides; these flags only let the request through
     _supports_flash_attn = True
     _supports_flex_attn = True
+    # Every class a model of this family may hold; each instance narrows it to what it holds (plus its
+    # backbone's layers), since FSDP's transformer auto-wrap refuses a named class the model lacks.
     _no_split_modules = ["DWAttDepthAttention", "DWAttConcatFusion", "DWAttDeeperLayer"]
+
+    def _held_no_split_modules(self) -> list[str]:
+        """The backbone's `_no_split_modules` (its layers) and the fusion blocks this model holds."""
+        names = set(getattr(self.base_model.backbone, "_no_split_modules", None) or [])
+        names |= {
+            type(module).__name__ for module in self.modules() if type(module).__name__ in type(self)._no_split_modules
+        }
+        return sorted(names)
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -684,6 +694,7 @@ class DWAttModel(DWAttPreTrainedModel):
             self.deeper = nn.ModuleList(
                 build_deeper_layer(config, config.deeper_intermediate_size) for _ in range(config.deeper_num_layers)
             )
+        self._no_split_modules = self._held_no_split_modules()
         self.post_init()
 
     def get_input_embeddings(self):
@@ -790,6 +801,7 @@ class DWAttHeadModel(DWAttPreTrainedModel):
     def __init__(self, config: DWAttConfig, backbone: PreTrainedModel | None = None):
         super().__init__(config)
         self.dwatt = DWAttModel(config, backbone=backbone)
+        self._no_split_modules = self.dwatt._no_split_modules
         dropout = config.classifier_dropout
         self.dropout = nn.Dropout(backbone_dropout(config.backbone_config) if dropout is None else dropout)
 

@@ -74,8 +74,29 @@ def parse_arguments(dataclass_types, default_job: dict | None = None, argv: list
         logger.warning("No arguments given: running the default job %s", default_job)
         return parser.parse_dict(default_job)
     if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
+        parsed = parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+    else:
+        parsed = parser.parse_args_into_dataclasses(args=argv)
+    for arguments in parsed:
+        if isinstance(arguments, TrainingArguments):
+            check_process_group(arguments)
+    return parsed
+
+
+def check_process_group(training_args: TrainingArguments) -> None:
+    """Refuse a multi-process launch whose processes did not form one group: each would train alone.
+
+    `accelerate launch --multi_gpu` or `torchrun --nproc_per_node N` on a machine without GPUs start N
+    processes, but the Trainer joins them into one (gloo) group only with `--use_cpu`; otherwise N
+    independent single-process runs write into the same output folder.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and training_args.world_size == 1:
+        raise SystemExit(
+            f"Launched as {launched} processes (WORLD_SIZE={launched}), but they did not form one process group, so "
+            "each would train the whole job alone into the same --output_dir. Without GPUs pass --use_cpu for "
+            "data-parallel training on CPU (gloo); on GPUs check that torch sees them (torch.cuda.device_count())."
+        )
 
 
 def setup_logging(training_args: TrainingArguments) -> None:

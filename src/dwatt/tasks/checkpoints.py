@@ -11,13 +11,28 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
-
-
 # Written by `Trainer._save_checkpoint` after everything else in the folder.
 _TRAINER_STATE = "trainer_state.json"
-
-
+# The weight layouts `Trainer._save_checkpoint` writes: full weights (one file, or shards with an index;
+# PEFT adapters), FSDP with SHARDED_STATE_DICT (a torch.distributed.checkpoint folder, whose `.metadata`
+# is written when every rank has finished), DeepSpeed (a global_step<N> folder of per-rank model states).
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+_FSDP_SHARDED = ("pytorch_model_fsdp_*", ".metadata")
+_DEEPSPEED = ("global_step*", "*model_states.pt")
+
+
+def _weights_problem(folder: Path) -> str | None:
+    """Why `folder` holds no complete weights in any layout the Trainer writes, or None."""
+    if any((folder / name).is_file() for name in _WEIGHT_FILES):
+        return None
+    for pattern, complete in (_FSDP_SHARDED, _DEEPSPEED):
+        parts = [path for path in folder.glob(pattern) if path.is_dir()]
+        if parts and all(any(part.glob(complete)) for part in parts):
+            return None
+        if parts:
+            return f"{parts[0].name}/ has no {complete} (the sharded save was interrupted)"
+    layouts = ", ".join([*_WEIGHT_FILES, f"{_FSDP_SHARDED[0]}/ (FSDP)", f"{_DEEPSPEED[0]}/ (DeepSpeed)"])
+    return f"no weights (one of {layouts})"
 
 
 def checkpoint_problem(folder: str | os.PathLike[str]) -> str | None:
@@ -26,8 +41,9 @@ def checkpoint_problem(folder: str | os.PathLike[str]) -> str | None:
     match = _CHECKPOINT_NAME.match(folder.name)
     if match is None:
         return f"{folder.name!r} is not named checkpoint-<step>"
-    if not any((folder / name).is_file() for name in _WEIGHT_FILES):
-        return f"no weights ({' or '.join(_WEIGHT_FILES)})"
+    weights_problem = _weights_problem(folder)
+    if weights_problem is not None:
+        return weights_problem
     state_path = folder / _TRAINER_STATE
     if not state_path.is_file():
         return f"no {_TRAINER_STATE} (Trainer writes it last, so the save was interrupted)"

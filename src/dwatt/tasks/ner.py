@@ -15,7 +15,7 @@ from ..data.ner_files import load_ner_files, write_conll_predictions
 from ..data.tokenization import make_token_collator, tokenize_ner_dataset
 from ..hub.push import push_trained_run
 from ..inference import predict_word_labels
-from ..metrics import align_predictions, make_ner_compute_metrics, score_tag_sequences
+from ..metrics import align_predictions, logits_to_label_ids, make_ner_compute_metrics, score_tag_sequences
 from ..modeling_dwatt import DWAttForTokenClassification
 from .arguments import ModelArguments
 from .runner import fusion_optimizer, load_model, record_metrics, record_run, train_and_save
@@ -120,6 +120,7 @@ def run_ner(
         processing_class=tokenizer,
         data_collator=make_token_collator(tokenizer),
         compute_metrics=make_ner_compute_metrics(label_list),
+        preprocess_logits_for_metrics=logits_to_label_ids,
         optimizer_cls_and_kwargs=fusion_optimizer(model, training_args, model_args.fusion_learning_rate),
         callbacks=callbacks,
     )

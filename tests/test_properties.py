@@ -168,3 +168,57 @@ def test_model_fusion_weights_are_a_distribution_over_unmasked_layers(fusion, ma
         output = model(input_ids=input_ids, fusion_layer_mask=mask, output_fusion_weights=True)
     assert output.fusion_weights.shape == (1, length, 3)
     assert_weights_are_a_distribution(output.fusion_weights, mask)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Readers: any mix of line endings, a BOM and trailing whitespace reads back to the same sentences
+# ----------------------------------------------------------------------------------------------------
+
+_TOKEN = st.text(alphabet=st.characters(categories=("L", "N", "P", "S")), min_size=1, max_size=6)
+_TYPE = st.sampled_from(["person", "geo-loc", "ORG"])
+
+
+@st.composite
+def iob2_sentences(draw):
+    """Sentences of (token, IOB2 tag): an I- tag only continues a chunk of its own type."""
+    sentences = []
+    for _ in range(draw(st.integers(1, 4))):
+        tokens, tags, previous = [], [], None
+        for _ in range(draw(st.integers(1, 5))):
+            choice = draw(st.sampled_from(["O", "B", "I"] if previous else ["O", "B"]))
+            kind = previous if choice == "I" else draw(_TYPE)
+            tags.append("O" if choice == "O" else f"{choice}-{kind}")
+            previous = None if choice == "O" else kind
+            tokens.append(draw(_TOKEN))
+        sentences.append((tokens, tags))
+    return sentences
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sentences=iob2_sentences(),
+    endings=st.lists(st.sampled_from(["\n", "\r\n", "\r"]), min_size=1, max_size=3),
+    bom=st.booleans(),
+    trailing=st.sampled_from(["", " ", "\t", "  \t"]),
+    data=st.data(),
+)
+def test_column_files_read_back_whatever_the_line_endings(tmp_path_factory, sentences, endings, bom, trailing, data):
+    from dwatt.data.ner_files import read_column_file
+
+    text = ""
+
+    def add_line(line: str) -> None:
+        nonlocal text
+        end = data.draw(st.sampled_from(endings))
+        if text.endswith("\r") and line == "" and end.startswith("\n"):
+            end = "\r"  # CR then LF is one CRLF break, not two: keep the blank line a blank line
+        text += line + end
+
+    for tokens, tags in sentences:
+        for token, tag in zip(tokens, tags, strict=True):
+            add_line(f"{token}\t{tag}{trailing}")
+        add_line("")
+    path = tmp_path_factory.mktemp("reader") / "data.txt"
+    path.write_bytes(("\ufeff" if bom else "").encode() + text.encode("utf-8"))
+    read = read_column_file(path, scheme="iob2")
+    assert [(s.tokens, s.tags) for s in read] == sentences

@@ -485,3 +485,68 @@ def test_run_ner_reports_a_bad_file_from_the_reader_not_from_deep_inside(tiny_be
         run_ner(*args)
     assert str(error.value) == f"{bad}:2: malformed tag 'B_VERB'; expected 'O', 'B-<type>' or 'I-<type>' (IOB1/IOB2)"
     assert Path(str(error.traceback[-1].path)).name in {"tags.py", "ner_files.py"}  # the readers
+
+
+# ----------------------------------------------------------------------------------------------------
+# Silently wrong before (issue: off the happy path)
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_cr_only_line_endings_read_as_lines(tmp_path):
+    """Old Mac line endings: read as one token with the wrong tag before, exit 0."""
+    sentences = read_column_file(write(tmp_path, "cr.txt", b"Obama\tB-person\rwent\tO\r\rParis\tB-geo-loc\r"))
+    assert [(s.tokens, s.tags) for s in sentences] == [
+        (["Obama", "went"], ["B-person", "O"]),
+        (["Paris"], ["B-geo-loc"]),
+    ]
+
+
+def test_non_utf8_byte_after_cr_lines_names_the_right_line(tmp_path):
+    with pytest.raises(ValueError, match=r"bad\.txt:3: not valid UTF-8"):
+        read_column_file(write(tmp_path, "bad.txt", b"a\tO\rb\tO\r\xffc\tO\r"))
+
+
+@pytest.mark.parametrize("rate", ["-1e-3", "0"])
+def test_a_fusion_learning_rate_that_is_not_positive_is_refused(rate):
+    """torch checks the optimizer's default rate, not a group's own: -1e-3 was gradient ascent, exit 0."""
+    with pytest.raises(ValueError, match="--fusion_learning_rate=.*expected a positive learning rate"):
+        parse_run_args((ModelArguments,), [f"--fusion_learning_rate={rate}"])
+
+
+def test_run_ner_without_a_phase_flag_is_refused_before_loading(tiny_bert_dir, tmp_path):
+    """`run_ner.py --max_steps 20` loaded the model, wrote an empty folder and exited 0."""
+    args = parse_run_args(
+        (ModelArguments, NerDataArguments, TrainingArguments),
+        ["--model_name_or_path", tiny_bert_dir, "--output_dir", tmp_path / "out", "--max_steps", "20"],
+    )
+    with pytest.raises(ValueError, match="none of --do_train, --do_eval, --do_predict"):
+        run_ner(*args)
+    assert not (tmp_path / "out").exists()
+
+
+def test_two_shards_started_at_once_on_a_new_sweep_both_go_on(tmp_path):
+    """sweep.json was written outside the lock: one of two shards died on the shared temp file."""
+    import threading
+
+    from dwatt.experiments.sweep.store import RUNS_FILE, RunsFile, check_settings
+    from dwatt.protocol import SweepSettings
+
+    results_dir = tmp_path / "new-sweep"
+    results_dir.mkdir()
+    errors, barrier = [], threading.Barrier(8)
+
+    def shard():
+        try:
+            barrier.wait()
+            with RunsFile(results_dir / RUNS_FILE).locked():
+                check_settings(results_dir, SweepSettings())
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=shard) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and json.loads((results_dir / "sweep.json").read_text())["max_steps"] == 300
+    assert sorted(path.name for path in results_dir.iterdir()) == [".runs.csv.lock", "sweep.json"]

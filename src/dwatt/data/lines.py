@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,13 @@ from typing import Any
 PathLike = str | os.PathLike[str]
 
 
+# Universal newlines, as text-mode open() reads them: LF, CRLF and the old Mac CR. Only these:
+# str.splitlines() would also split on U+0085, U+2028, ... which can occur inside tweets.
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
 def decode_lines(path: PathLike) -> list[str]:
-    """Read a UTF-8 file (BOM and CRLF tolerated) into lines; bad bytes name file and line."""
+    """Read a UTF-8 file (BOM, CRLF and CR tolerated) into lines; bad bytes name file and line."""
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:
@@ -20,16 +26,15 @@ def decode_lines(path: PathLike) -> list[str]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        line_number = raw.count(b"\n", 0, error.start) + 1
+        line_number = len(_NEWLINE.findall(raw[: error.start].decode("latin-1"))) + 1
         bad_byte = raw[error.start : error.start + 1].hex()
         raise ValueError(
             f"{path}:{line_number}: not valid UTF-8 (byte 0x{bad_byte}); expected a UTF-8 text file"
         ) from None
-    # str.splitlines() would also split on U+0085, U+2028, ... which can occur inside tweets.
-    lines = text.split("\n")
+    lines = _NEWLINE.split(text)
     if lines and lines[-1] == "":
         lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+    return lines
 
 
 def line_list(lines: Sequence[int], shown: int = 5) -> str:

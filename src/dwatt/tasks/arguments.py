@@ -29,6 +29,12 @@ def _knob_field(knob: Knob) -> tuple[str, Any, Any]:
 
 class _ModelArgumentsMethods:
     def __post_init__(self):
+        # torch checks the optimizer's default rate, not a group's own: a negative one would climb the loss.
+        if self.fusion_learning_rate is not None and not self.fusion_learning_rate > 0:
+            raise ValueError(
+                f"--fusion_learning_rate={self.fusion_learning_rate}; expected a positive learning rate "
+                "(or leave it unset: one rate for every parameter)"
+            )
         if self.model_name_or_path is None:
             self.model_name_or_path = str(bundled_minilm_path())
 

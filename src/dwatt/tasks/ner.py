@@ -18,7 +18,7 @@ from ..inference import predict_word_labels
 from ..metrics import align_predictions, logits_to_label_ids, make_ner_compute_metrics, score_tag_sequences
 from ..modeling_dwatt import DWAttForTokenClassification
 from .arguments import ModelArguments
-from .runner import fusion_optimizer, load_model, record_metrics, record_run, train_and_save
+from .runner import fusion_optimizer, load_model, record_metrics, record_run, require_a_phase, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def run_ner(
     callbacks: list | None = None,
 ) -> dict:
     """Train / evaluate / predict as the flags say; return every metric, also written as JSON files."""
+    require_a_phase(training_args)
     set_seed(training_args.seed)
     raw = load_ner_data(data_args)
     label_split = "train" if "train" in raw else next(iter(raw))

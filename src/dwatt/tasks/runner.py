@@ -104,6 +104,15 @@ def record_metrics(trainer: Trainer, split: str, metrics: dict) -> dict:
     return metrics
 
 
+def require_a_phase(training_args: TrainingArguments) -> None:
+    """Refuse a run that would do nothing (the scripts' defaults apply only with no arguments at all)."""
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        raise ValueError(
+            "none of --do_train, --do_eval, --do_predict was given, so the run would load the model and stop; "
+            "pass at least one (run the script with no arguments at all for its default job)"
+        )
+
+
 def record_run(trainer: Trainer, model_args, data_args) -> None:
     """Write the run record (`run_arguments.json`, read by the model card) next to the saved model, once."""
     if trainer.is_world_process_zero():

@@ -246,8 +246,10 @@ def run_sweep(
     if settings.model_name_or_path and is_dwatt_checkpoint(settings.model_name_or_path):
         raise ValueError("a sweep starts from a plain backbone; a DWAtt checkpoint would ignore the method flags")
     results_dir = Path(output_root) / name
-    check_settings(results_dir, settings)
+    results_dir.mkdir(parents=True, exist_ok=True)
     runs_file = RunsFile(results_dir / RUNS_FILE)
+    with runs_file.locked():  # shards started at once on a new name both find no sweep.json
+        check_settings(results_dir, settings)
     runs_file.remove_stale_temporaries()
 
     plan = shard_of(plan_runs(methods, ks, seeds), shard)

@@ -51,7 +51,7 @@ class RunsFile:
     def add_run(self, key: RunKey, rows: Sequence[dict]) -> bool:
         """Append one run's rows; False (nothing written) when the run is already there."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._locked():
+        with self.locked():
             if key in self.finished():
                 return False
             previous = self.path.read_text() if self.path.is_file() else ""
@@ -70,12 +70,12 @@ class RunsFile:
 
     def remove_stale_temporaries(self) -> None:
         """Temp files left by a process killed while writing; any present while we hold the lock are stale."""
-        with self._locked():
+        with self.locked():
             for temporary in self.path.parent.glob(f"{self.path.name}.tmp.*"):
                 temporary.unlink(missing_ok=True)
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def locked(self) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # A hidden, empty file next to the CSV: every process sharing the sweep locks the same one.
         with open(self.path.with_name(f".{self.path.name}.lock"), "w") as lock:
@@ -102,7 +102,8 @@ def _typed_row(row: dict) -> dict:
 
 def check_settings(results_dir: Path, settings: SweepSettings) -> None:
     """Write `sweep.json` on the first run; afterwards refuse settings that differ from it (mixing them
-    would break the identical-hyper-parameters rule). Methods, K and seeds may change between sittings."""
+    would break the identical-hyper-parameters rule). Methods, K and seeds may change between sittings.
+    Call it under the results file's lock (`RunsFile.locked`): shards started together race here."""
     path = results_dir / SETTINGS_FILE
     wanted = asdict(settings)
     if path.is_file():
@@ -115,7 +116,7 @@ def check_settings(results_dir: Path, settings: SweepSettings) -> None:
             )
         return
     results_dir.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
+    temporary = path.with_name(f"{path.name}.tmp.{os.getpid()}")
     temporary.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
     os.replace(temporary, path)
 

@@ -110,3 +110,44 @@ def test_launch_configs_are_valid_for_accelerate_and_deepspeed():
         assert config["zero_optimization"]["stage"] == stage
         # "auto" lets the Trainer fill batch sizes, accumulation and clipping from its own arguments
         assert config["train_micro_batch_size_per_gpu"] == config["gradient_accumulation_steps"] == "auto"
+
+
+@pytest.mark.slow
+def test_ddp_on_two_processes_trains_the_same_weights_as_one_process(tiny_bert_dir, tmp_path):
+    """2 ranks x batch 4 take the same examples per step as 1 process x batch 8 and average the same
+    gradients: the trained weights agree to float32 rounding (dropout off, so no rank draws its own)."""
+    from conftest import parse_run_args
+    from safetensors.torch import load_file
+
+    from dwatt.tasks.arguments import ModelArguments
+    from dwatt.tasks.ner import NerDataArguments, run_ner
+
+    backbone = tmp_path / "no-dropout"
+    shutil.copytree(tiny_bert_dir, backbone)
+    config = json.loads((backbone / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (backbone / "config.json").write_text(json.dumps(config))
+    common = [
+        "--model_name_or_path", backbone, "--use_cpu", "--few_shot_k", "32", "--do_train", "--max_steps", "4",
+        "--report_to", "none", "--disable_tqdm", "true", "--save_strategy", "no", "--learning_rate", "5e-4",
+    ]  # fmt: skip
+    single = tmp_path / "single"
+    run_ner(*parse_run_args(
+        (ModelArguments, NerDataArguments, TrainingArguments),
+        [*common, "--output_dir", single, "--per_device_train_batch_size", "8"],
+    ))  # fmt: skip
+    command = [
+        shutil.which("torchrun", path=str(Path(sys.executable).parent)), "--nproc_per_node", "2",
+        "--master_port", "29535", str(ROOT / "scripts" / "run_ner.py"), *map(str, common),
+        "--output_dir", str(tmp_path / "ddp"), "--per_device_train_batch_size", "4",
+    ]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    one, two = load_file(single / "model.safetensors"), load_file(tmp_path / "ddp" / "model.safetensors")
+    start = load_file(backbone / "model.safetensors")
+    assert one.keys() == two.keys()
+    moved = max((one[f"dwatt.backbone.{k}"] - v).abs().max().item() for k, v in start.items())
+    assert moved > 1e-4  # training changed the weights, so agreeing means something
+    for name in one:
+        torch.testing.assert_close(two[name], one[name], rtol=0, atol=1e-6 * max(1.0, one[name].abs().max().item()))

@@ -87,6 +87,7 @@ def wait_for_first_checkpoint(process: subprocess.Popen, output_dir: Path, timeo
         time.sleep(0.005)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_the_same_command_resumes_to_the_same_metrics(tiny_bert_dir, tmp_path, uninterrupted):
     output_dir = tmp_path / "killed"
     command, env = script_command(tiny_bert_dir, output_dir), script_env()

@@ -172,8 +172,14 @@ def test_sqrt_d_scale_flattens_initial_weights(batch):
     scaled = tiny_model(dwatt_scale="sqrt_d").eval()
     scaled.load_state_dict(unscaled.state_dict())
     with torch.no_grad():
-        w_none = unscaled(**batch, output_fusion_weights=True).fusion_weights
-        w_sqrt = scaled(**batch, output_fusion_weights=True).fusion_weights
+        w_none = unscaled(**batch, output_fusion_weights=True).fusion_weights.double()
+        w_sqrt = scaled(**batch, output_fusion_weights=True).fusion_weights.double()
+    # Same scores, divided by sqrt(d): log-weight differences between layers shrink by exactly sqrt(32).
+    spread_none = w_none.log() - w_none.log()[..., :1]
+    spread_sqrt = w_sqrt.log() - w_sqrt.log()[..., :1]
+    torch.testing.assert_close(
+        spread_sqrt * 32**0.5, spread_none, rtol=1e-4, atol=1e-4 * float(spread_none.abs().max())
+    )
     assert w_sqrt.max() < w_none.max()
 
 
@@ -198,6 +204,11 @@ def test_base_model_returns_fused_states(batch):
     output = model(**batch, output_hidden_states=True, output_fusion_weights=True)
     assert output.last_hidden_state.shape == (2, 7, 32)
     assert len(output.hidden_states) == 3
+    backbone = model.backbone(**batch, output_hidden_states=True)
+    for ours, theirs in zip(output.hidden_states, backbone.hidden_states, strict=True):
+        assert torch.equal(ours, theirs)  # the backbone's own states, passed through
+    fused, weights = model.fuse(backbone.hidden_states)  # and the fused state is the fusion of exactly those
+    assert torch.equal(output.last_hidden_state, fused) and torch.equal(output.fusion_weights, weights)
     as_tuple = model(**batch, return_dict=False)
     torch.testing.assert_close(as_tuple[0], output.last_hidden_state)
 

@@ -26,6 +26,8 @@ from dwatt.configuration_dwatt import DWATT_AUTO_MAP
 from dwatt.hub.card import usage_snippet
 from dwatt.hub.push import export_push_ready, push_run, push_trained_run, scrub_local_paths
 from dwatt.hub.record import NOT_RECORDED, save_run_arguments
+from dwatt.tasks.arguments import ModelArguments
+from dwatt.tasks.ner import NerDataArguments
 
 REPO_ID = "someone/tiny-dwatt-ner"
 LABELS = ["O", "B-person", "I-person", "B-geo-loc", "I-geo-loc"]
@@ -128,13 +130,9 @@ def make_run(folder: Path, fusion: str = "dwatt", record_arguments: bool = True)
     (folder / "checkpoint-20" / "optimizer.pt").write_bytes(b"\0" * 16)
     (folder / "optimizer.pt").write_bytes(b"\0" * 16)
     if record_arguments:
-        model_args = SimpleNamespace(
-            model_name_or_path="prajjwal1/bert-tiny", fusion_learning_rate=1e-3, freeze_backbone=False
-        )
-        data_args = SimpleNamespace(
-            dataset_name="wnut16-bundled", dataset_config_name=None, few_shot_k=40, few_shot_seed=0, max_seq_length=128,
-            train_file=None, validation_file=None, test_file=None,
-        )  # fmt: skip
+        # The real argument dataclasses: a renamed field would render "not recorded" and fail the card tests.
+        model_args = ModelArguments(model_name_or_path="prajjwal1/bert-tiny", fusion_learning_rate=1e-3)
+        data_args = NerDataArguments(dataset_name="wnut16-bundled", few_shot_k=40, few_shot_seed=0)
         training_args = TrainingArguments(
             output_dir=str(folder), learning_rate=1e-4, max_steps=30, warmup_steps=3, per_device_train_batch_size=8,
             seed=0, use_cpu=True, report_to="none",
@@ -166,6 +164,19 @@ def committed(create_commit: mock.Mock) -> list[list[str]]:
         sorted(op.path_in_repo for op in call.kwargs["operations"] if isinstance(op, CommitOperationAdd))
         for call in create_commit.call_args_list
     ]
+
+
+def committed_contents(call) -> dict[str, tuple[str | None, bytes]]:
+    """path_in_repo -> (the local file it came from, or None for in-memory bytes; the bytes committed)."""
+    contents = {}
+    for op in call.kwargs["operations"]:
+        if isinstance(op, CommitOperationAdd):
+            source = op.path_or_fileobj
+            if isinstance(source, (str, Path)):
+                contents[op.path_in_repo] = (str(source), Path(source).read_bytes())
+            else:
+                contents[op.path_in_repo] = (None, source if isinstance(source, bytes) else source.read())
+    return contents
 
 
 def walk_strings(value):
@@ -212,13 +223,19 @@ def test_push_commits_exactly_the_push_ready_files(run_dir, tmp_path, hub_mocks)
     assert f'revision = "{COMMIT}"' in usage_snippet(pinned_text)
     assert result.commit == COMMIT and result.files == expected_files(run_dir)
 
-    config = json.loads((tmp_path / "export" / "config.json").read_text())
+    # What was committed: every file is the exported one, byte for byte, and its JSON leaks no local path.
+    export = (tmp_path / "export").resolve()
+    contents = committed_contents(first)
+    assert sorted(contents) == expected_files(run_dir)
+    for name, (source, data) in contents.items():
+        assert source is not None and Path(source).resolve().parent == export, (name, source)
+        assert data == (export / name).read_bytes(), name
+        if name.endswith(".json"):
+            strings = list(walk_strings(json.loads(data)))
+            assert not [s for s in strings if s.startswith("/") or str(run_dir.parent) in s], name
+    config = json.loads(contents["config.json"][1])
     assert config["auto_map"] == DWATT_AUTO_MAP
     assert "_name_or_path" not in config and "_name_or_path" not in config["backbone_config"]
-    for folder in (tmp_path / "export",):
-        for name in ("config.json", "trainer_state.json", "tokenizer_config.json"):
-            strings = list(walk_strings(json.loads((folder / name).read_text())))
-            assert not [s for s in strings if s.startswith("/") or str(run_dir.parent) in s], name
 
 
 def test_push_to_a_new_branch_of_a_private_repo(run_dir, tmp_path, hub_mocks):
@@ -247,7 +264,7 @@ def test_dry_run_lists_files_and_uploads_nothing(run_dir, tmp_path, hub_mocks, c
 
 
 def test_push_trained_run_takes_the_trainer_hub_arguments(run_dir, tmp_path, hub_mocks):
-    run = shutil.copytree(run_dir, tmp_path / "run")  # the push records its arguments into the run folder
+    run = shutil.copytree(run_dir, tmp_path / "run")
     training_args = TrainingArguments(
         output_dir=str(run), hub_model_id=REPO_ID, hub_private_repo=True, use_cpu=True, report_to="none"
     )
@@ -255,6 +272,36 @@ def test_push_trained_run_takes_the_trainer_hub_arguments(run_dir, tmp_path, hub
     assert result.repo_id == REPO_ID and hub_mocks.create_repo.call_args.kwargs["private"] is True
     assert result.folder == run / "hub"  # the default export folder
     assert committed(hub_mocks.create_commit)[0] == expected_files(run)
+
+
+def test_run_ner_push_to_hub_end_to_end(tiny_bert_dir, tmp_path, hub_mocks):
+    """A real run with the real argument dataclasses: what is committed is the export, byte for byte, with
+    no local path, and the card states the run's own hyper-parameters."""
+    from conftest import parse_run_args
+
+    from dwatt.tasks.ner import run_ner
+
+    run = tmp_path / "run"
+    args = parse_run_args(
+        (ModelArguments, NerDataArguments, TrainingArguments),
+        ["--model_name_or_path", tiny_bert_dir, "--output_dir", run, "--few_shot_k", "16", "--max_eval_samples", "8",
+         "--max_predict_samples", "8", "--do_train", "--do_eval", "--do_predict", "--max_steps", "2",
+         "--learning_rate", "3e-4", "--report_to", "none", "--use_cpu", "--push_to_hub", "--hub_model_id", REPO_ID],
+    )  # fmt: skip
+    run_ner(*args)
+    first = hub_mocks.create_commit.call_args_list[0]
+    contents = committed_contents(first)
+    export = (run / "hub").resolve()
+    assert {"model.safetensors", "config.json", "modeling_dwatt.py", "README.md", "tokenizer.json"} <= set(contents)
+    assert "training_args.bin" not in contents and not [name for name in contents if "checkpoint-" in name]
+    for name, (source, data) in contents.items():
+        assert source is not None and Path(source).resolve().parent == export, (name, source)
+        assert data == (export / name).read_bytes(), name
+        text = data.decode("utf-8", errors="ignore")
+        assert str(tmp_path) not in text and str(tiny_bert_dir) not in text, name
+    card = contents["README.md"][1].decode()
+    assert "| learning rate (backbone) | 0.0003 |" in card
+    assert "| few-shot K / sample seed | 16 / 0 |" in card and "| optimizer steps | 2 of 2 |" in card
 
 
 def test_card_round_trips_and_reports_the_metrics_files(run_dir, tmp_path):

@@ -124,3 +124,16 @@ def test_a_regular_install_renders_a_card_and_dry_runs_a_push(tmp_path):
     assert "README.md" in completed.stdout
     card = (run_dir / "hub" / "README.md").read_text()
     assert "trust_remote_code=True" in card and "you/tiny" in card
+
+
+def test_every_mutant_still_applies():
+    """tests/mutation/mutants.py names text of the sources; a refactor that changes it must update the list."""
+    sys.path.insert(0, str(ROOT / "tests" / "mutation"))
+    try:
+        from mutants import MUTANTS
+    finally:
+        sys.path.pop(0)
+    assert len(MUTANTS) >= 30
+    for number, (path, old, _, _, tests) in enumerate(MUTANTS, start=1):
+        assert (ROOT / "src" / path).read_text().count(old) == 1, (number, path, old)
+        assert all((ROOT / test).is_file() for test in tests), number

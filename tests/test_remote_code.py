@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import tiny_backbone_config
 
@@ -75,6 +76,7 @@ def test_saved_checkpoints_load_without_the_package(batch, tmp_path):
             torch.testing.assert_close(torch.tensor(loaded["output"]), expected[checkpoint.name], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_remote_model_saves_a_loadable_checkpoint_again(tmp_path, batch):
     """A model loaded through remote code re-saves with its .py files (fine-tuning a Hub checkpoint)."""
     model = DWAttForTokenClassification(DWAttConfig(backbone_config=tiny_backbone_config(), num_labels=3))

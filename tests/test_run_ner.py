@@ -37,6 +37,7 @@ def tiny_job(model_dir, output_dir, *extra):
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_real_short_run_beats_the_untrained_model(minilm_path, tmp_path):
     """Bundled MiniLM on a WNUT-16 slice: 30 steps must raise test entity F1 clearly (0.34 measured)."""
     common = ["--model_name_or_path", minilm_path, "--dwatt_scale", "sqrt_d", "--max_predict_samples", "100",
@@ -63,9 +64,16 @@ def test_conll_files_with_iob1_tags(tiny_bert_dir, tmp_path):
     results = run_ner(model_args, data_args, training_args)
     assert {"eval_overall_f1", "predict_overall_f1", "train_loss"} <= set(results)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert all(not label.startswith("I-") or label.replace("I-", "B-") in config["label2id"] for label in
-               config["label2id"])  # fmt: skip
-    assert (tmp_path / "run" / "predictions.conll").exists()
+    labels = sorted(config["label2id"], key=config["label2id"].get)
+    assert labels == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    # The gold column is the IOB2 conversion: an I- that starts a chunk becomes B-; IOB1's B-PER stays.
+    blocks = (tmp_path / "run" / "predictions.conll").read_text().strip().split("\n\n")
+    gold = [[line.split()[1] for line in block.split("\n")] for block in blocks]
+    assert gold == [
+        ["B-ORG", "O", "O", "O", "B-LOC", "I-LOC", "O"],
+        ["B-PER", "I-PER", "O", "B-ORG", "I-ORG", "O"],
+        ["O", "B-LOC", "B-PER", "B-PER", "I-PER", "O", "B-MISC", "O", "O"],
+    ]
 
 
 class StopAt(TrainerCallback):
@@ -98,12 +106,21 @@ def test_pipeline_on_a_saved_checkpoint(tiny_bert_dir, tmp_path):
     tagger = pipeline(
         "token-classification", model=str(tmp_path / "run"), trust_remote_code=True, aggregation_strategy="simple"
     )
-    entities = tagger("Barack Obama visited the Eiffel Tower in Paris with Microsoft people")
-    assert isinstance(entities, list)
-    assert all({"entity_group", "score", "word", "start", "end"} <= set(entity) for entity in entities)
+    # An 8-step model predicts O everywhere; bias its head towards one entity type so the pipeline has
+    # entities to group (what is checked is the pipeline's handling of our outputs, not the model's skill).
+    label2id = tagger.model.config.label2id
+    with torch.no_grad():
+        tagger.model.classifier.bias[label2id["B-person"]] += 100.0
+    text = "Barack Obama visited the Eiffel Tower in Paris with Microsoft people"
+    entities = tagger(text)
+    assert entities and all(entity["entity_group"] == "person" for entity in entities)
+    for entity in entities:
+        assert {"entity_group", "score", "word", "start", "end"} <= set(entity)
+        assert 0 <= entity["start"] < entity["end"] <= len(text) and entity["score"] > 0.9
     assert type(tagger.model).__name__ == "DWAttForTokenClassification"
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_on_cpu(tiny_bert_dir, tmp_path):
     """`accelerate launch` with configs/accelerate/cpu-ddp.yaml and --use_cpu: gloo DDP, one saved checkpoint."""
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))

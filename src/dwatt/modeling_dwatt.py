@@ -99,6 +99,12 @@ class DWAttMultipleChoiceOutput(MultipleChoiceModelOutput):
 # ----------------------------------------------------------------------------------------------------
 
 
+def _softmax_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Softmax over layers in at least float32 (half-precision scores lose the small weights), never lower
+    than the model's own precision (a float64 model keeps float64)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def backbone_layer_norm_eps(backbone_config) -> float:
     """LayerNorm epsilon of the backbone (`layer_norm_eps` for BERT-likes, `norm_eps` for ModernBERT)."""
     for name in ("layer_norm_eps", "norm_eps"):
@@ -268,7 +274,7 @@ class DWAttDepthAttention(DWAttLayerFusion):
         keep = self.kept_layers(last, layer_mask)
         if keep is not None:
             scores = scores.masked_fill(~keep, float("-inf"))
-        weights = torch.softmax(scores.float(), dim=-1).to(last.dtype)
+        weights = torch.softmax(scores, dim=-1, dtype=_softmax_dtype(scores.dtype)).to(last.dtype)
         # A layer masked for every token has weight exactly 0: skip its value MLP.
         active = range(self.num_fused_layers) if layer_mask is None else torch.nonzero(layer_mask).flatten().tolist()
         fused = last
@@ -317,7 +323,7 @@ class DWAttScalarMix(DWAttLayerFusion):
         keep = self.kept_layers(stacked, layer_mask)
         if keep is not None:
             scores = scores.masked_fill(~keep, float("-inf"))
-        weights = torch.softmax(scores.float(), dim=-1).to(stacked.dtype)
+        weights = torch.softmax(scores, dim=-1, dtype=_softmax_dtype(scores.dtype)).to(stacked.dtype)
         return self.gamma * torch.einsum("btn,btnd->btd", weights, stacked), weights
 
 

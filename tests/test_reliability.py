@@ -550,3 +550,144 @@ def test_two_shards_started_at_once_on_a_new_sweep_both_go_on(tmp_path):
         thread.join()
     assert errors == [] and json.loads((results_dir / "sweep.json").read_text())["max_steps"] == 300
     assert sorted(path.name for path in results_dir.iterdir()) == [".runs.csv.lock", "sweep.json"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Misuse that gave a raw traceback or a silently wrong run (issue: off the happy path, continued)
+# ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"fusion_layer": [0]}, "unknown argument 'fusion_layer'; did you mean 'fusion_layers'"),
+    ({"dwatt_scales": "sqrt_d"}, "unknown argument 'dwatt_scales'; did you mean 'dwatt_scale'"),
+    ({"classifier_dropout": 5.0}, r"classifier_dropout=5.0 is not valid; expected None or a float in \[0, 1\)"),
+    ({"initializer_range": -0.02}, "initializer_range=-0.02 is not valid; expected a positive std"),
+    ({"num_labels": 0}, "num_labels=0 is not valid; expected at least 1 label"),
+])  # fmt: skip
+def test_bad_config_arguments_name_the_field(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DWAttConfig(backbone_config=tiny_backbone_config(), **kwargs)
+
+
+def test_numpy_integer_layer_indices_are_plain_ints(tmp_path):
+    import numpy as np
+
+    config = DWAttConfig(backbone_config=tiny_backbone_config(), fusion_layers=[np.int64(0), np.int32(-1)])
+    assert config.fusion_layers == [0, -1] and all(type(index) is int for index in config.fusion_layers)
+    config.save_pretrained(tmp_path)  # JSON can store them
+    assert DWAttConfig.from_pretrained(tmp_path).fused_layer_indices == [0, 2]
+
+
+def test_a_saved_config_without_backbone_config_is_refused(tmp_path):
+    DWAttConfig(backbone_config=tiny_backbone_config()).save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["backbone_config"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="the saved config has no 'backbone_config'"):
+        DWAttConfig.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(("length", "message"), [(0, "the input has 0 tokens"), (70, "more than the 64 positions")])
+def test_empty_or_too_long_input_is_named_not_a_shape_error(length, message):
+    model = DWAttForTokenClassification(DWAttConfig(backbone_config=tiny_backbone_config(), num_labels=3)).eval()
+    with pytest.raises(ValueError, match=message):
+        model(input_ids=torch.full((1, length), 5))
+
+
+def tiny_ner(tiny_bert_dir, output_dir, *extra):
+    return parse_run_args(
+        (ModelArguments, NerDataArguments, TrainingArguments),
+        ["--model_name_or_path", tiny_bert_dir, "--output_dir", output_dir, "--few_shot_k", "16",
+         "--max_eval_samples", "8", "--do_train", "--do_eval", "--max_steps", "2", "--report_to", "none",
+         "--use_cpu", *extra],
+    )  # fmt: skip
+
+
+def test_a_fusion_flag_a_checkpoint_does_not_have_is_refused(tiny_bert_dir, tmp_path):
+    run_ner(*tiny_ner(tiny_bert_dir, tmp_path / "first"))  # a dwatt checkpoint
+    with pytest.raises(ValueError, match=r"--fusion 'concat' \(the checkpoint has 'dwatt'\) would be ignored"):
+        run_ner(*tiny_ner(tmp_path / "first", tmp_path / "second", "--fusion", "concat"))
+
+
+def test_resuming_a_checkpoint_made_with_other_arguments_is_refused(tiny_bert_dir, tmp_path):
+    """Another --train_file or learning rate into the same --output_dir resumed the old run, exit 0."""
+    first = tiny_ner(tiny_bert_dir, tmp_path / "run", "--save_strategy", "steps", "--save_steps", "2")
+    run_ner(*first)
+    assert (tmp_path / "run" / "checkpoint-2").is_dir()
+    other = tiny_ner(tiny_bert_dir, tmp_path / "run", "--save_strategy", "steps", "--save_steps", "2",
+                     "--learning_rate", "1e-3", "--few_shot_k", "20")  # fmt: skip
+    with pytest.raises(ValueError, match=r"other arguments \(.*few_shot_k: 16 then, 20 now.*learning_rate"):
+        run_ner(*other)
+    run_ner(*first)  # the same command resumes as before
+
+
+def test_an_all_o_training_file_is_refused(tiny_bert_dir, tmp_path):
+    train = write(tmp_path, "train.txt", "a\tO\nb\tO\n\nc\tO\n")
+    args = tiny_ner(
+        tiny_bert_dir, tmp_path / "out", "--train_file", train, "--validation_file", train, "--few_shot_k", "2"
+    )
+    with pytest.raises(ValueError, match="every training tag is 'O'"):
+        run_ner(*args)
+
+
+def test_a_folder_as_train_file_and_a_file_as_output_dir_are_named(tiny_bert_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"is a folder; expected a data file"):
+        run_ner(*tiny_ner(tiny_bert_dir, tmp_path / "out", "--train_file", tmp_path))
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(ValueError, match="is a file; expected a folder"):
+        run_ner(*tiny_ner(tiny_bert_dir, tmp_path / "taken"))
+
+
+def test_an_unwritable_output_dir_is_refused_before_training(tiny_bert_dir, tmp_path, monkeypatch):
+    """As root, chmod cannot make a folder read-only, so the write is made to fail as a read-only disk does."""
+    import errno
+
+    real_write_bytes = Path.write_bytes
+
+    def read_only(self, data):
+        if self.name.startswith(".write-test-"):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", read_only)
+    with pytest.raises(ValueError, match=r"is not writable \(Read-only file system\)"):
+        run_ner(*tiny_ner(tiny_bert_dir, tmp_path / "out"))
+
+
+@pytest.mark.parametrize(("length", "message"), [("1024", "longer than the backbone's 128 positions"),
+                                                  ("2", "leaves no room for a word")])  # fmt: skip
+def test_max_seq_length_the_backbone_cannot_use_is_refused(tiny_bert_dir, tmp_path, length, message):
+    with pytest.raises(ValueError, match=message):
+        run_ner(*tiny_ner(tiny_bert_dir, tmp_path / "out", "--max_seq_length", length))
+
+
+def test_ignore_mismatched_sizes_continues_a_checkpoint_with_another_label_set(tiny_bert_dir, tmp_path):
+    run_ner(*tiny_ner(tiny_bert_dir, tmp_path / "first"))
+    train = write(tmp_path, "train.txt", "Paris\tB-LOC\nis\tO\n\nBob\tB-PER\nran\tO\n")
+    args = ["--train_file", train, "--validation_file", train, "--few_shot_k", "2"]
+    with pytest.raises(Exception, match="ignore_mismatched_sizes"):
+        run_ner(*tiny_ner(tmp_path / "first", tmp_path / "second", *args))
+    results = run_ner(*tiny_ner(tmp_path / "first", tmp_path / "third", *args, "--ignore_mismatched_sizes"))
+    assert "eval_overall_f1" in results
+
+
+def test_an_invalid_repo_id_fails_the_dry_run(tmp_path):
+    from test_hub import make_run
+
+    from dwatt.hub.push import push_run
+
+    make_run(tmp_path / "run")
+    with pytest.raises(ValueError, match="is not a valid Hub repo id"):
+        push_run(tmp_path / "run", "not a repo//id", dry_run=True)
+
+
+def test_the_card_of_an_untrained_folder_says_so(tmp_path, minilm_path):
+    from dwatt.hub.push import export_push_ready
+
+    model = DWAttForTokenClassification.from_backbone(str(minilm_path), num_labels=3)
+    model.save_pretrained(tmp_path / "untrained")
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(tmp_path / "untrained")
+    card = (
+        export_push_ready(tmp_path / "untrained", tmp_path / "hub", repo_id="you/x").folder / "README.md"
+    ).read_text()
+    assert "**Not fine-tuned**" in card and "fine-tuned for named-entity recognition" not in card

@@ -6,6 +6,9 @@ imports only the standard library and transformers.
 
 from __future__ import annotations
 
+import difflib
+import operator
+
 from transformers import AutoConfig, PretrainedConfig
 
 FUSIONS = ("dwatt", "concat", "scalar_mix", "mean", "last", "deeper")
@@ -34,6 +37,35 @@ def _choice(field: str, value, allowed: tuple) -> None:
 def _ratio(field: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 4:
         raise ValueError(f"DWAttConfig.{field}={value!r} is not valid; expected a number in (0, 4]")
+
+
+def _as_int(value):
+    """Integers of other types (numpy.int64, ...) as int; anything else unchanged, for the check to name."""
+    if isinstance(value, bool) or isinstance(value, int) or not hasattr(value, "__index__"):
+        return value
+    return operator.index(value)
+
+
+def _is_probability(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0.0 <= value < 1.0
+
+
+_OWN_FIELDS = (
+    "backbone_config", "fusion", "fusion_layers", "dwatt_pos_dim", "dwatt_query_ratio", "dwatt_value_ratio",
+    "dwatt_scale", "fusion_dropout", "fusion_init", "scalar_mix_layer_norm", "deeper_num_layers",
+    "deeper_intermediate_size", "classifier_dropout", "initializer_range", "tie_word_embeddings",
+)  # fmt: skip
+
+
+def _refuse_misspelled(kwargs: dict) -> None:
+    """An unknown keyword that looks like one of ours is a typo: the base class would keep it as a dead
+    attribute and the default would be used silently."""
+    for name in kwargs:
+        if name in _OWN_FIELDS or hasattr(PretrainedConfig, name) or name.startswith("_"):
+            continue
+        close = difflib.get_close_matches(name, _OWN_FIELDS, n=1, cutoff=0.8)
+        if close:
+            raise ValueError(f"DWAttConfig got an unknown argument {name!r}; did you mean {close[0]!r}?")
 
 
 def resolve_fusion_layers(fusion_layers, num_hidden_layers: int) -> list[int]:
@@ -113,6 +145,11 @@ class DWAttConfig(PretrainedConfig):
         tie_word_embeddings: bool = True,
         **kwargs,
     ):
+        if backbone_config is None and "transformers_version" in kwargs:  # read from a saved config.json
+            raise ValueError(
+                "DWAttConfig: the saved config has no 'backbone_config'; expected the wrapped encoder's config "
+                "(a folder written by DWAtt's save_pretrained has one)"
+            )
         if backbone_config is None:
             backbone_config = AutoConfig.for_model("bert")
         elif isinstance(backbone_config, dict):
@@ -150,9 +187,23 @@ class DWAttConfig(PretrainedConfig):
         ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"DWAttConfig.{field}={value!r} is not valid; expected None or a positive integer")
-        if isinstance(fusion_layers, tuple):
-            fusion_layers = list(fusion_layers)
+        if isinstance(fusion_layers, (list, tuple)):  # numpy integers become ints (JSON can store them)
+            fusion_layers = [_as_int(index) for index in fusion_layers]
         resolve_fusion_layers(fusion_layers, backbone_config.num_hidden_layers)
+        if classifier_dropout is not None and not _is_probability(classifier_dropout):
+            raise ValueError(
+                f"DWAttConfig.classifier_dropout={classifier_dropout!r} is not valid; expected None or a float "
+                "in [0, 1)"
+            )
+        if (
+            isinstance(initializer_range, bool)
+            or not isinstance(initializer_range, (int, float))
+            or not initializer_range > 0  # NaN too
+        ):
+            raise ValueError(
+                f"DWAttConfig.initializer_range={initializer_range!r} is not valid; expected a positive std"
+            )
+        _refuse_misspelled(kwargs)
 
         self.backbone_config = backbone_config
         self.fusion = fusion
@@ -177,6 +228,8 @@ class DWAttConfig(PretrainedConfig):
         # Passed to the base class rather than set here: transformers 4.x sets it there and would
         # overwrite our value; 5.x keeps unknown kwargs as attributes.
         super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+        if self.num_labels < 1:
+            raise ValueError(f"DWAttConfig.num_labels={self.num_labels} is not valid; expected at least 1 label")
 
     @property
     def fused_layer_indices(self) -> list[int]:

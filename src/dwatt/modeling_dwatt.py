@@ -713,6 +713,25 @@ class DWAttModel(DWAttPreTrainedModel):
     def num_fused_layers(self) -> int:
         return 0 if self.fusion is None else self.fusion.num_fused_layers
 
+    def _check_length(self, inputs: torch.Tensor | None, position_ids: torch.Tensor | None) -> None:
+        """Empty input, or input longer than the backbone's learned positions, fails deep inside the encoder
+        with a shape error; say what is wrong instead."""
+        if inputs is None or inputs.dim() < 2:
+            return
+        length = inputs.shape[1]
+        if length == 0:
+            raise ValueError("the input has 0 tokens; expected at least one (the tokenizer adds [CLS]/[SEP])")
+        positions = getattr(getattr(self.backbone, "embeddings", None), "position_embeddings", None)
+        if position_ids is None and isinstance(positions, nn.Embedding):
+            # RoBERTa-style embeddings number positions from padding_idx + 1
+            usable = positions.num_embeddings - (positions.padding_idx + 1 if positions.padding_idx is not None else 0)
+            if length > usable:
+                raise ValueError(
+                    f"the input has {length} tokens, more than the {usable} positions the backbone has learned; "
+                    f"truncate to {usable} (tokenizer(..., truncation=True, max_length={usable})) or use "
+                    "dwatt.inference.predict_word_labels, which labels longer text with overlapping windows"
+                )
+
     def _check_layer_mask(self, fusion_layer_mask):
         if fusion_layer_mask is None:
             return None
@@ -773,6 +792,7 @@ class DWAttModel(DWAttPreTrainedModel):
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         layer_mask = self._check_layer_mask(fusion_layer_mask)  # before the backbone runs
+        self._check_length(input_ids if input_ids is not None else inputs_embeds, position_ids)
         # Only pass what was given: DistilBERT, MPNet and ModernBERT take no token_type_ids.
         inputs = {
             "input_ids": input_ids,

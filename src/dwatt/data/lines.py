@@ -19,6 +19,8 @@ _NEWLINE = re.compile(r"\r\n|\r|\n")
 
 def decode_lines(path: PathLike) -> list[str]:
     """Read a UTF-8 file (BOM, CRLF and CR tolerated) into lines; bad bytes name file and line."""
+    if Path(path).is_dir():
+        raise ValueError(f"{path}: is a folder; expected a data file (CoNLL columns, token<TAB>tag or JSON lines)")
     try:
         raw = Path(path).read_bytes()
     except FileNotFoundError:

@@ -276,10 +276,19 @@ def render_model_card(
     rows, budget_note = parameter_rows(run, config)
     split, type_rows = per_type_rows(run)
     test_f1 = run.metrics("predict_results.json").get("predict_overall_f1")
-    summary = (
-        f"{base_model or 'A pretrained encoder'} fine-tuned for named-entity recognition on {dataset.name}, with "
-        f"the layer fusion `{config.fusion}` ({CATALOGUE[config.fusion].title})."
-    )
+    trained = bool(run.metrics("train_results.json") or run.trainer_state.get("global_step"))
+    if trained:
+        summary = (
+            f"{base_model or 'A pretrained encoder'} fine-tuned for named-entity recognition on {dataset.name}, "
+            f"with the layer fusion `{config.fusion}` ({CATALOGUE[config.fusion].title})."
+        )
+    else:  # e.g. a folder saved by from_backbone(...).save_pretrained(...): nothing was trained
+        summary = (
+            f"**Not fine-tuned**: {base_model or 'a pretrained encoder'} with the layer fusion `{config.fusion}` "
+            f"({CATALOGUE[config.fusion].title}) and a token-classification head that are newly initialised "
+            "(this folder records no training run: no train_results.json, no trainer_state.json). Train it "
+            "before use."
+        )
     if test_f1 is not None:
         summary += f" Entity F1 on the test split: **{test_f1:.4f}** (`predict_results.json`)."
     if revision_is_commit:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
 from ..configuration_dwatt import DWATT_AUTO_MAP
 from .analysis_summary import LayerAnalysisSummary
@@ -307,6 +309,10 @@ def push_run(
     `revision` is the branch to push to (created when new; default main). The card states the
     hyper-parameters, seed and hardware from the run's `run_arguments.json` (written by the run).
     """
+    try:  # a bad id would otherwise pass a dry run and fail only at the real push
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(f"--repo_id {repo_id!r} is not a valid Hub repo id: {error}") from None
     output_dir = Path(output_dir)
     branch = revision or "main"
     card_options = {"revision": branch, "license": license, "base_model": base_model}

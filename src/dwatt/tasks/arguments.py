@@ -63,6 +63,10 @@ ModelArguments = make_dataclass(
         )),
         ("revision", str, field(default="main", metadata={"help": "Model revision (branch, tag or commit)."})),
         ("trust_remote_code", bool, field(default=False, metadata={"help": "Allow remote code in Hub backbones."})),
+        ("ignore_mismatched_sizes", bool, field(
+            default=False,
+            metadata={"help": "Continue a DWAtt checkpoint with another label set: re-initialise the head."},
+        )),
     ],
     bases=(_ModelArgumentsMethods,),
     namespace={"__module__": __name__, "__doc__": "Which encoder to start from and how to fuse its layers."},

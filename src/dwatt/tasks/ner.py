@@ -82,6 +82,12 @@ def run_ner(
     raw = load_ner_data(data_args)
     label_split = "train" if "train" in raw else next(iter(raw))
     label_list = raw[label_split].features["ner_tags"].feature.names
+    if training_args.do_train and len(label_list) < 2:
+        source = data_args.train_file or data_args.dataset_name
+        raise ValueError(
+            f"{source}: every training tag is {label_list[0] if label_list else 'missing'!r}; expected entity tags "
+            "(B-<type>/I-<type>) as well, or the model can only ever predict 'O'"
+        )
     for flag, split, wanted in (
         ("--do_train", "train", training_args.do_train),
         ("--do_eval", "validation", training_args.do_eval),
@@ -100,6 +106,7 @@ def run_ner(
         id2label=dict(enumerate(label_list)),
         label2id={label: index for index, label in enumerate(label_list)},
     )
+    check_max_seq_length(data_args.max_seq_length, tokenizer, model.config.backbone_config)
     with training_args.main_process_first(desc="tokenising"):
         tokenized, truncated = tokenize_ner_dataset(
             raw, tokenizer, data_args.max_seq_length, label_all_tokens=data_args.label_all_tokens
@@ -163,6 +170,22 @@ def run_ner(
         training_args.push_to_hub = True
         push_trained_run(training_args)
     return results
+
+
+def check_max_seq_length(max_seq_length: int, tokenizer, backbone_config) -> None:
+    """Refuse a length the backbone cannot embed (a crash mid-training) or one with no room for a word."""
+    positions = getattr(backbone_config, "max_position_embeddings", None)
+    if positions is not None and max_seq_length > positions:
+        raise ValueError(
+            f"--max_seq_length {max_seq_length} is longer than the backbone's {positions} positions; expected at "
+            f"most {positions} (longer test sentences are still labelled in full, with overlapping windows)"
+        )
+    special = tokenizer.num_special_tokens_to_add(pair=False)
+    if max_seq_length <= special:
+        raise ValueError(
+            f"--max_seq_length {max_seq_length} leaves no room for a word after the tokenizer's {special} special "
+            "tokens; expected more (128 is the default)"
+        )
 
 
 def gold_tags(raw: DatasetDict, split: str = "test") -> list[list[str]]:

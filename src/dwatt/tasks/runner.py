@@ -3,13 +3,17 @@ resume, training and saving."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from transformers import AutoConfig, PreTrainedModel, Trainer, TrainingArguments
 
 from ..configuration_dwatt import DWAttConfig
+from ..fusions import KNOBS
 from ..hub.record import save_run_arguments
 from .arguments import ModelArguments
 from .checkpoints import last_complete_checkpoint
@@ -23,16 +27,44 @@ def is_dwatt_checkpoint(name_or_path: str, **hub_kwargs) -> bool:
     return isinstance(config, DWAttConfig) or getattr(config, "model_type", None) == DWAttConfig.model_type
 
 
+def refuse_fusion_arguments_for_a_checkpoint(model_args: ModelArguments, config: DWAttConfig) -> None:
+    """A fusion knob given away from its default that the checkpoint does not have would be ignored."""
+    given = model_args.fusion_config_kwargs()
+    defaults = {name: knob.default for name, knob in KNOBS.items()}
+    clashing = {
+        name: (value, getattr(config, name, None))
+        for name, value in given.items()
+        if value != defaults[name] and value != getattr(config, name, None)
+    }
+    if clashing:
+        shown = ", ".join(
+            f"--{name} {value!r} (the checkpoint has {saved!r})" for name, (value, saved) in clashing.items()
+        )
+        raise ValueError(
+            f"{model_args.model_name_or_path} is a DWAtt checkpoint, whose own config decides its fusion; {shown} "
+            "would be ignored. Drop the flag to continue training this checkpoint, or start from a plain "
+            "encoder to build another fusion"
+        )
+
+
 def load_model(model_args: ModelArguments, model_class: type[PreTrainedModel], **head_kwargs) -> PreTrainedModel:
     """A DWAtt checkpoint as saved, or a new DWAtt model around a pretrained backbone.
 
-    `head_kwargs` are config fields of the task (`num_labels`, `id2label`, `label2id`). For an existing
-    checkpoint, the fusion arguments are ignored: the checkpoint's own config decides.
+    `head_kwargs` are config fields of the task (`num_labels`, `id2label`, `label2id`). An existing
+    checkpoint keeps its own fusion: a fusion argument set to something else is refused, not ignored.
     """
     hub_kwargs = {"revision": model_args.revision, "trust_remote_code": model_args.trust_remote_code}
     if is_dwatt_checkpoint(model_args.model_name_or_path, **hub_kwargs):
+        refuse_fusion_arguments_for_a_checkpoint(
+            model_args, AutoConfig.from_pretrained(model_args.model_name_or_path, **hub_kwargs)
+        )
         logger.info("Continuing from the DWAtt checkpoint %s", model_args.model_name_or_path)
-        model = model_class.from_pretrained(model_args.model_name_or_path, **hub_kwargs, **head_kwargs)
+        model = model_class.from_pretrained(
+            model_args.model_name_or_path,
+            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            **hub_kwargs,
+            **head_kwargs,
+        )
     else:
         model = model_class.from_backbone(
             model_args.model_name_or_path,
@@ -97,6 +129,56 @@ def checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
     return last
 
 
+RESUME_KEY_FILE = "resume_key.json"
+# Arguments that only steer evaluation, logging or saving: a resumed run may change them.
+_NOT_IN_RESUME_KEY = {"validation_file", "test_file", "max_eval_samples", "max_predict_samples", "stride", "revision"}
+_TRAINING_KEY = (
+    "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps", "num_train_epochs",
+    "warmup_steps", "warmup_ratio", "lr_scheduler_type", "weight_decay", "optim", "max_grad_norm", "seed", "fp16",
+    "bf16", "world_size",
+)  # fmt: skip
+
+
+def resume_key(training_args: TrainingArguments, model_args, data_args) -> dict:
+    """The arguments that decide what training computes; a checkpoint may only be resumed by the same."""
+
+    def plain(value):  # JSON-comparable; an existing file or folder by its absolute path
+        if isinstance(value, str) and value and Path(value).exists():
+            return str(Path(value).resolve())
+        return json.loads(json.dumps(value, default=str))
+
+    key = {f"model.{f.name}": plain(getattr(model_args, f.name)) for f in fields(model_args)}
+    key |= {
+        f"data.{f.name}": plain(getattr(data_args, f.name))
+        for f in fields(data_args)
+        if f.name not in _NOT_IN_RESUME_KEY
+    }
+    key |= {f"training.{name}": plain(getattr(training_args, name, None)) for name in _TRAINING_KEY}
+    return {name: value for name, value in key.items() if not name.endswith(".revision")}
+
+
+def check_and_write_resume_key(training_args: TrainingArguments, model_args, data_args, resuming: bool) -> None:
+    """Refuse to resume a checkpoint made with other arguments (it would train nothing, or the wrong run),
+    naming what differs; record this run's key for the next resume."""
+    path = Path(training_args.output_dir) / RESUME_KEY_FILE
+    key = resume_key(training_args, model_args, data_args)
+    if resuming and training_args.resume_from_checkpoint is None and path.is_file():
+        stored = json.loads(path.read_text())
+        differing = {name: (stored.get(name), key.get(name)) for name in sorted(set(stored) | set(key))
+                     if stored.get(name) != key.get(name)}  # fmt: skip
+        if differing:
+            shown = "; ".join(
+                f"{name.split('.', 1)[1]}: {old!r} then, {new!r} now" for name, (old, new) in differing.items()
+            )
+            raise ValueError(
+                f"{training_args.output_dir} holds checkpoints of a run with other arguments ({shown}). "
+                "Resuming would continue that run, not this one: use another --output_dir, or delete its "
+                "checkpoint-* folders to start afresh (or pass --resume_from_checkpoint to resume on purpose)"
+            )
+    Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
+
+
 def record_metrics(trainer: Trainer, split: str, metrics: dict) -> dict:
     """Log and save (`<split>_results.json`, `all_results.json`) a phase's metrics; returns them."""
     trainer.log_metrics(split, metrics)
@@ -105,12 +187,24 @@ def record_metrics(trainer: Trainer, split: str, metrics: dict) -> dict:
 
 
 def require_a_phase(training_args: TrainingArguments) -> None:
-    """Refuse a run that would do nothing (the scripts' defaults apply only with no arguments at all)."""
+    """Refuse, before any work, a run that would do nothing (the scripts' defaults apply only with no
+    arguments at all) or could not save what it trains."""
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         raise ValueError(
             "none of --do_train, --do_eval, --do_predict was given, so the run would load the model and stop; "
             "pass at least one (run the script with no arguments at all for its default job)"
         )
+    output_dir = Path(training_args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output_dir {output_dir} is a file; expected a folder (new or existing)")
+    try:  # a read-only disk would otherwise fail only at the first save, after the training time is spent
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(f"--output_dir {output_dir} is not writable ({error.strerror}); expected a folder "
+                         "this user can write to") from None  # fmt: skip
 
 
 def record_run(trainer: Trainer, model_args, data_args) -> None:
@@ -124,7 +218,10 @@ def train_and_save(trainer: Trainer, model_args, data_args, extra_metrics: dict 
     arguments (for its model card), the metrics and the Trainer state. Shared by every run_* script."""
     training_args = trainer.args
     started = time.perf_counter()
-    train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
+    resume_from = checkpoint_to_resume(training_args)
+    if trainer.is_world_process_zero():
+        check_and_write_resume_key(training_args, model_args, data_args, resuming=resume_from is not None)
+    train_result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_model()
     record_run(trainer, model_args, data_args)
     metrics = {**train_result.metrics, "train_samples": len(trainer.train_dataset), **(extra_metrics or {})}

@@ -30,6 +30,13 @@ def test_every_knob_is_a_config_field_with_the_configs_default():
         assert set(fusion.knobs) <= set(KNOBS), fusion.name
 
 
+def test_the_configs_own_field_list_matches_its_signature():
+    """OWN_FIELDS (used to catch misspelled keywords) is written out in the hub file, which cannot import inspect."""
+    from dwatt.configuration_dwatt import OWN_FIELDS
+
+    assert set(OWN_FIELDS) == set(inspect.signature(DWAttConfig.__init__).parameters) - {"self", "kwargs"}
+
+
 def test_every_config_fusion_field_is_a_knob():
     """A new fusion field of the config must be added to the catalogue (or listed here as not a knob)."""
     not_knobs = {"self", "backbone_config", "initializer_range", "tie_word_embeddings", "kwargs"}

@@ -28,6 +28,7 @@ PAIR = [Path(dwatt.__file__).with_name(name) for name in ("configuration_dwatt.p
 ALLOWED_IMPORTS = {
     "__future__", "collections", "copy", "dataclasses", "functools", "itertools", "logging", "math", "re",
     "typing", "warnings", "torch", "transformers",
+    "difflib",  # string similarity only: "did you mean" for misspelled config keywords
 }  # fmt: skip
 ALLOWED_RELATIVE_IMPORTS = {"configuration_dwatt"}
 FORBIDDEN_CALLS = {"exec", "eval", "compile", "__import__", "open", "input", "breakpoint", "globals", "locals"}

@@ -7,7 +7,6 @@ imports only the standard library and transformers.
 from __future__ import annotations
 
 import difflib
-import operator
 
 from transformers import AutoConfig, PretrainedConfig
 
@@ -43,14 +42,15 @@ def _as_int(value):
     """Integers of other types (numpy.int64, ...) as int; anything else unchanged, for the check to name."""
     if isinstance(value, bool) or isinstance(value, int) or not hasattr(value, "__index__"):
         return value
-    return operator.index(value)
+    return value.__index__()
 
 
 def _is_probability(value) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and 0.0 <= value < 1.0
 
 
-_OWN_FIELDS = (
+# DWAttConfig.__init__'s own arguments (tests/test_catalogue.py checks the list against the signature).
+OWN_FIELDS = (
     "backbone_config", "fusion", "fusion_layers", "dwatt_pos_dim", "dwatt_query_ratio", "dwatt_value_ratio",
     "dwatt_scale", "fusion_dropout", "fusion_init", "scalar_mix_layer_norm", "deeper_num_layers",
     "deeper_intermediate_size", "classifier_dropout", "initializer_range", "tie_word_embeddings",
@@ -61,9 +61,9 @@ def _refuse_misspelled(kwargs: dict) -> None:
     """An unknown keyword that looks like one of ours is a typo: the base class would keep it as a dead
     attribute and the default would be used silently."""
     for name in kwargs:
-        if name in _OWN_FIELDS or hasattr(PretrainedConfig, name) or name.startswith("_"):
+        if name in OWN_FIELDS or hasattr(PretrainedConfig, name) or name.startswith("_"):
             continue
-        close = difflib.get_close_matches(name, _OWN_FIELDS, n=1, cutoff=0.8)
+        close = difflib.get_close_matches(name, OWN_FIELDS, n=1, cutoff=0.8)
         if close:
             raise ValueError(f"DWAttConfig got an unknown argument {name!r}; did you mean {close[0]!r}?")
 

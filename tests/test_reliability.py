@@ -691,3 +691,23 @@ def test_the_card_of_an_untrained_folder_says_so(tmp_path, minilm_path):
         export_push_ready(tmp_path / "untrained", tmp_path / "hub", repo_id="you/x").folder / "README.md"
     ).read_text()
     assert "**Not fine-tuned**" in card and "fine-tuned for named-entity recognition" not in card
+
+
+@pytest.mark.parametrize(("make", "error", "message"), [
+    (lambda root: (root / "empty").mkdir() or root / "empty", ValueError, "has no config.json"),
+    (lambda root: root / "missing" / "run", FileNotFoundError, "no such folder"),
+    (lambda root: (root / "afile").write_text("x") and root / "afile", ValueError, "is a file; expected the folder"),
+])  # fmt: skip
+def test_from_pretrained_names_a_bad_local_path(tmp_path, make, error, message):
+    """Before: an empty folder was called a plain encoder (use from_backbone), a missing one a bad Hub id."""
+    with pytest.raises(error, match=message):
+        DWAttForTokenClassification.from_pretrained(str(make(tmp_path)))
+
+
+def test_a_truncated_weights_file_is_named(tmp_path):
+    model = DWAttForTokenClassification(DWAttConfig(backbone_config=tiny_backbone_config(), num_labels=3))
+    model.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(OSError, match="the weights file could not be read .* cut short or corrupt"):
+        DWAttForTokenClassification.from_pretrained(tmp_path)

@@ -18,6 +18,7 @@ fused layer n and z_L the last one,
 from __future__ import annotations
 
 import math
+import os.path
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -544,8 +545,14 @@ class DWAttPreTrainedModel(PreTrainedModel):
                 pretrained_model_name_or_path, *model_args, ignore_mismatched_sizes=True, output_loading_info=True,
                 **kwargs,
             )  # fmt: skip
-        except OSError as error:
-            if not (safetensors_by_default and "safetensors" in str(error)):
+        except Exception as error:
+            # safetensors is not imported here (a hub file imports only torch and transformers): match by name
+            if type(error).__name__ == "SafetensorError":
+                raise OSError(
+                    f"{pretrained_model_name_or_path}: the weights file could not be read ({error}); it is cut short "
+                    "or corrupt: copy or download it again"
+                ) from error
+            if not (isinstance(error, OSError) and safetensors_by_default and "safetensors" in str(error)):
                 raise
             raise OSError(
                 f"{error} DWAtt models read weights from safetensors only, unless told otherwise: unpickling a "
@@ -555,6 +562,20 @@ class DWAttPreTrainedModel(PreTrainedModel):
         model._check_label_names(pretrained_model_name_or_path, saved_id2label, loading_info)
         return (model, loading_info) if output_loading_info else model
 
+    @staticmethod
+    def _check_local_path(path: str) -> None:
+        """A missing folder, a file or a folder without config.json, named as such (not as a bad Hub id)."""
+        looks_local = os.path.isabs(path) or path.startswith((".", "~")) or path.count("/") > 1 or os.sep in path
+        if os.path.isfile(path):
+            raise ValueError(f"{path} is a file; expected the folder save_pretrained wrote (config.json, weights)")
+        if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
+            raise ValueError(
+                f"{path} has no config.json; expected a folder written by save_pretrained (is it empty, or the "
+                "parent of the run folder?)"
+            )
+        if looks_local and not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no such folder; expected a folder written by save_pretrained")
+
     @classmethod
     def _check_dwatt_checkpoint(cls, config_or_path, kwargs: dict) -> dict[int, str] | None:
         """Raise if the config to load is not a DWAtt one (e.g. a plain BERT folder given to a DWAtt class).
@@ -563,6 +584,8 @@ class DWAttPreTrainedModel(PreTrainedModel):
         """
         model_type = getattr(config_or_path, "model_type", None)
         saved_id2label = None
+        if model_type is None:
+            cls._check_local_path(str(config_or_path))
         if model_type is None:  # a path or Hub id: read only its config.json
             lookup = {name: kwargs[name] for name in cls._CONFIG_LOOKUP_KWARGS if name in kwargs}
             config_dict, _ = cls.config_class.get_config_dict(config_or_path, **lookup)

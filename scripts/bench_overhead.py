@@ -24,6 +24,8 @@ def backbone(name: str):
         return AutoConfig.from_pretrained(path), AutoModel.from_pretrained(path).state_dict()
     if name == "bert-base":
         return BertConfig(), None  # 12 x 768, random weights: timing does not depend on their values
+    if not Path(name).is_dir():
+        raise SystemExit(f"--backbones: unknown backbone {name!r}; expected minilm, bert-base or a local model folder")
     return AutoConfig.from_pretrained(name), None
 
 

@@ -20,6 +20,7 @@ whether that beats one two-thread process on a given machine is worth timing fir
 
 import logging
 import warnings
+from pathlib import Path
 
 from transformers import HfArgumentParser
 
@@ -32,7 +33,10 @@ def main(argv=None):
     parser = HfArgumentParser((SweepArguments, SweepSettings), description=__doc__)
     args, settings = parser.parse_args_into_dataclasses(args=argv)
     if args.summary_only:
-        print(write_summary(f"{args.output_root}/{args.name}", curve_k=args.curve_k) or "no finished runs yet")
+        results_dir = f"{args.output_root}/{args.name}"
+        if not Path(results_dir).is_dir():
+            raise SystemExit(f"{results_dir} does not exist: no sweep named {args.name!r} under {args.output_root}")
+        print(write_summary(results_dir, curve_k=args.curve_k) or "no finished runs yet")
         return
     # Keep the console to the sweep's progress bar: per-run Trainer logs go to each run's run.log.
     import datasets

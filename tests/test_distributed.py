@@ -151,3 +151,13 @@ def test_ddp_on_two_processes_trains_the_same_weights_as_one_process(tiny_bert_d
     assert moved > 1e-4  # training changed the weights, so agreeing means something
     for name in one:
         torch.testing.assert_close(two[name], one[name], rtol=0, atol=1e-6 * max(1.0, one[name].abs().max().item()))
+
+
+def test_fsdp_asked_for_on_cpu_warns_that_it_runs_as_ddp(monkeypatch, tmp_path, caplog):
+    """Found by trying: `accelerate launch --config_file configs/accelerate/fsdp.yaml ... --use_cpu` exits 0
+    with whole-weight checkpoints (no FSDP on CPU); now it says so."""
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with caplog.at_level("WARNING", logger="dwatt.tasks.arguments"):
+        check_process_group(TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True))
+    assert "on CPU the Trainer does not shard" in caplog.text

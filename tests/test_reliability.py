@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -711,3 +712,81 @@ def test_a_truncated_weights_file_is_named(tmp_path):
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.raises(OSError, match="the weights file could not be read .* cut short or corrupt"):
         DWAttForTokenClassification.from_pretrained(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Found by trying (beyond the review's list): each gave a raw traceback, a late failure or a misleading answer
+# ----------------------------------------------------------------------------------------------------
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def run_script(name: str, *args, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    command = [sys.executable, str(SCRIPTS / name), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, r"args\.json: no such file; expected a JSON file of arguments"),
+    ("{not json", r"args\.json:1: invalid JSON"),
+    ("[1, 2]", r"args\.json: expected one JSON object of arguments, found a list"),
+])  # fmt: skip
+def test_an_arguments_file_that_is_missing_or_not_json_is_named(tmp_path, content, message):
+    """Before: a raw FileNotFoundError / JSONDecodeError from inside HfArgumentParser."""
+    from dwatt.tasks.arguments import parse_arguments
+
+    if content is not None:
+        (tmp_path / "args.json").write_text(content)
+    with pytest.raises(SystemExit, match=message):
+        parse_arguments((ModelArguments,), argv=[str(tmp_path / "args.json")])
+
+
+def test_a_zero_batch_size_is_refused_before_loading(tiny_bert_dir, tmp_path):
+    """Before: torch's sampler raised after the model was loaded and the data tokenised."""
+    with pytest.raises(ValueError, match="--per_device_train_batch_size 0; expected at least 1"):
+        run_ner(*tiny_ner(tiny_bert_dir, tmp_path / "out", "--per_device_train_batch_size", "0"))
+
+
+def test_a_stride_too_large_for_the_window_is_refused_before_training(tiny_bert_dir, tmp_path):
+    """Before: the run trained, then failed at prediction."""
+    args = tiny_ner(tiny_bert_dir, tmp_path / "out", "--do_predict", "--max_seq_length", "8", "--stride", "50")
+    with pytest.raises(ValueError, match=r"--stride 50; expected 0 <= stride < 6 .* before training"):
+        run_ner(*args)
+    assert not (tmp_path / "out" / "train_results.json").exists()
+
+
+def test_mlm_blocks_are_capped_by_the_backbones_positions(tiny_bert_dir):
+    """The tokenizer allows 512, the tiny backbone has 128 positions: before, blocks of 512 crashed mid-training."""
+    from dwatt.tasks.mlm import MlmDataArguments, _block_size
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    config = BertConfig.from_pretrained(tiny_bert_dir)
+    assert _block_size(MlmDataArguments(max_seq_length=4096), tokenizer, config) == 128
+
+
+def test_sweep_command_line_mistakes_are_named(tmp_path):
+    from dwatt.experiments.sweep.runner import SweepArguments
+
+    with pytest.raises(ValueError, match=r"--shard 'abc': expected i/n"):
+        SweepArguments(name="x", shard="abc").plan()  # before: int() of 'abc'
+    completed = run_script(
+        "fewshot_sweep.py", "--name", "typo", "--summary_only", "--output_root", tmp_path, cwd=tmp_path
+    )
+    assert (
+        completed.returncode != 0 and "no sweep named 'typo'" in completed.stderr
+    )  # before: "no finished runs yet", exit 0
+
+
+def test_push_and_analysis_of_a_missing_folder_say_so(tmp_path):
+    from dwatt.hub.push import push_run
+
+    with pytest.raises(FileNotFoundError, match="no such folder; expected a run folder"):
+        push_run(tmp_path / "nope", "you/x", dry_run=True)  # before: a raw [Errno 2]
+    completed = run_script("analyze_layers.py", "--model_name_or_path", tmp_path / "nope", cwd=tmp_path)
+    assert completed.returncode != 0 and "no such folder" in completed.stderr  # before: "Repo id must be in the form"
+
+
+def test_bench_overhead_names_an_unknown_backbone(tmp_path):
+    completed = run_script("bench_overhead.py", "--backbones", "gpt9", cwd=tmp_path)
+    assert completed.returncode != 0 and "unknown backbone 'gpt9'" in completed.stderr  # before: "check your internet"

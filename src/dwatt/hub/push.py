@@ -314,6 +314,8 @@ def push_run(
     except HFValidationError as error:
         raise ValueError(f"--repo_id {repo_id!r} is not a valid Hub repo id: {error}") from None
     output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        raise FileNotFoundError(f"{output_dir}: no such folder; expected a run folder (run_ner.py's --output_dir)")
     branch = revision or "main"
     card_options = {"revision": branch, "license": license, "base_model": base_model}
     if dry_run:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from dataclasses import field, make_dataclass
+from pathlib import Path
 from typing import Any
 
 import transformers
@@ -84,13 +86,30 @@ def parse_arguments(dataclass_types, default_job: dict | None = None, argv: list
         logger.warning("No arguments given: running the default job %s", default_job)
         return parser.parse_dict(default_job)
     if len(argv) == 1 and argv[0].endswith(".json"):
-        parsed = parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+        parsed = parser.parse_dict(read_arguments_file(argv[0]))
     else:
         parsed = parser.parse_args_into_dataclasses(args=argv)
     for arguments in parsed:
         if isinstance(arguments, TrainingArguments):
             check_process_group(arguments)
     return parsed
+
+
+def read_arguments_file(path: str) -> dict:
+    """A JSON file of arguments (as the transformers examples take); errors name the file and line."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SystemExit(f"{path}: no such file; expected a JSON file of arguments") from None
+    try:
+        values = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SystemExit(
+            f"{path}:{error.lineno}: invalid JSON ({error.msg}); expected one object of arguments"
+        ) from None
+    if not isinstance(values, dict):
+        raise SystemExit(f"{path}: expected one JSON object of arguments, found a {type(values).__name__}")
+    return values
 
 
 def check_process_group(training_args: TrainingArguments) -> None:
@@ -100,6 +119,11 @@ def check_process_group(training_args: TrainingArguments) -> None:
     processes, but the Trainer joins them into one (gloo) group only with `--use_cpu`; otherwise N
     independent single-process runs write into the same output folder.
     """
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and training_args.use_cpu:
+        logger.warning(
+            "FSDP was asked for (accelerate's FSDP config) with --use_cpu: on CPU the Trainer does not shard, so the "
+            "processes train as plain data-parallel copies (checkpoints hold whole weights). Use GPUs for FSDP."
+        )
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and training_args.world_size == 1:
         raise SystemExit(

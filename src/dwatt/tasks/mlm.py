@@ -89,9 +89,9 @@ def group_texts(examples: dict[str, list], block_size: int) -> dict[str, list]:
     }
 
 
-def _block_size(data_args: MlmDataArguments, tokenizer) -> int:
-    # A longer block would index past the backbone's position embeddings.
-    limit = tokenizer.model_max_length
+def _block_size(data_args: MlmDataArguments, tokenizer, backbone_config) -> int:
+    # A longer block would index past the backbone's position embeddings (the tokenizer may allow more).
+    limit = min(tokenizer.model_max_length, getattr(backbone_config, "max_position_embeddings", None) or 10**9)
     if data_args.max_seq_length > limit:
         logger.warning(
             "--max_seq_length %d exceeds the model's maximum %d; using %d", data_args.max_seq_length, limit, limit
@@ -121,7 +121,7 @@ def run_mlm(
         model_args.model_name_or_path, revision=model_args.revision, trust_remote_code=model_args.trust_remote_code
     )
     model = load_model(model_args, DWAttForMaskedLM)
-    block_size = _block_size(data_args, tokenizer)
+    block_size = _block_size(data_args, tokenizer, model.config.backbone_config)
 
     def tokenize(examples):
         # Blank lines are not documents. No truncation: long documents are cut into blocks below.

@@ -106,7 +106,7 @@ def run_ner(
         id2label=dict(enumerate(label_list)),
         label2id={label: index for index, label in enumerate(label_list)},
     )
-    check_max_seq_length(data_args.max_seq_length, tokenizer, model.config.backbone_config)
+    check_max_seq_length(data_args.max_seq_length, tokenizer, model.config.backbone_config, data_args.stride)
     with training_args.main_process_first(desc="tokenising"):
         tokenized, truncated = tokenize_ner_dataset(
             raw, tokenizer, data_args.max_seq_length, label_all_tokens=data_args.label_all_tokens
@@ -172,7 +172,7 @@ def run_ner(
     return results
 
 
-def check_max_seq_length(max_seq_length: int, tokenizer, backbone_config) -> None:
+def check_max_seq_length(max_seq_length: int, tokenizer, backbone_config, stride: int | None = None) -> None:
     """Refuse a length the backbone cannot embed (a crash mid-training) or one with no room for a word."""
     positions = getattr(backbone_config, "max_position_embeddings", None)
     if positions is not None and max_seq_length > positions:
@@ -185,6 +185,11 @@ def check_max_seq_length(max_seq_length: int, tokenizer, backbone_config) -> Non
         raise ValueError(
             f"--max_seq_length {max_seq_length} leaves no room for a word after the tokenizer's {special} special "
             "tokens; expected more (128 is the default)"
+        )
+    if stride is not None and not 0 <= stride < max_seq_length - special:  # checked again by the windows
+        raise ValueError(
+            f"--stride {stride}; expected 0 <= stride < {max_seq_length - special} (--max_seq_length {max_seq_length} "
+            f"minus {special} special tokens), checked before training rather than at prediction"
         )
 
 

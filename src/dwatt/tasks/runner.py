@@ -194,6 +194,9 @@ def require_a_phase(training_args: TrainingArguments) -> None:
             "none of --do_train, --do_eval, --do_predict was given, so the run would load the model and stop; "
             "pass at least one (run the script with no arguments at all for its default job)"
         )
+    for flag in ("per_device_train_batch_size", "per_device_eval_batch_size"):
+        if getattr(training_args, flag) < 1:
+            raise ValueError(f"--{flag} {getattr(training_args, flag)}; expected at least 1")
     output_dir = Path(training_args.output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"--output_dir {output_dir} is a file; expected a folder (new or existing)")

@@ -113,6 +113,8 @@ def run_analysis(args: AnalysisArguments, command: str) -> tuple[LayerAnalysis, 
     """Analyse the checkpoint on the data, time first-k inference and write the report; returns the result
     and the report's path. `command` is the command line the report says produced it."""
     checkpoint = Path(args.model_name_or_path)
+    if args.model_name_or_path != DEFAULT_CHECKPOINT and not checkpoint.exists() and checkpoint.is_absolute():
+        raise SystemExit(f"{checkpoint}: no such folder; expected a trained DWAttForTokenClassification folder")
     if args.model_name_or_path == DEFAULT_CHECKPOINT and not checkpoint.exists():
         raise SystemExit(
             f"{DEFAULT_CHECKPOINT} does not exist: it is made by `python scripts/make_reference_models.py` "

@@ -77,8 +77,10 @@ class SweepArguments:
         """`run_sweep`'s keyword arguments (methods, K, seeds, folders, shard) parsed from these strings."""
         shard = None
         if self.shard is not None:
-            index, count = (int(part) for part in self.shard.split("/"))
-            shard = (index, count)
+            parts = self.shard.split("/")
+            if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+                raise ValueError(f"--shard {self.shard!r}: expected i/n, e.g. 0/2 and 1/2 for two processes")
+            shard = (int(parts[0]), int(parts[1]))
         return {
             "methods": check_methods(parse_list(self.methods)),
             "ks": parse_list(self.ks, int),

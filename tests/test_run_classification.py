@@ -155,7 +155,8 @@ def test_bad_inputs_fail_early_with_the_file_named(tmp_path):
     with pytest.raises(ValueError, match="--do_eval needs a validation split"):
         run_classification(*parse("--output_dir", str(tmp_path / "b"), "--train_file", train_file, "--do_eval"))
     with pytest.raises(ValueError, match="unsupported file type '.txt'"):
-        run_classification(*parse("--output_dir", str(tmp_path / "c"), "--train_file", str(tmp_path / "x.txt")))
+        run_classification(*parse("--output_dir", str(tmp_path / "c"), "--train_file", str(tmp_path / "x.txt"),
+                                  "--do_train"))  # fmt: skip
 
 
 def test_json_lines_with_pairs_numeric_labels_and_an_unlabelled_test_file(tiny_bert_dir, tmp_path):

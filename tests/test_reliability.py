@@ -790,3 +790,22 @@ def test_push_and_analysis_of_a_missing_folder_say_so(tmp_path):
 def test_bench_overhead_names_an_unknown_backbone(tmp_path):
     completed = run_script("bench_overhead.py", "--backbones", "gpt9", cwd=tmp_path)
     assert completed.returncode != 0 and "unknown backbone 'gpt9'" in completed.stderr  # before: "check your internet"
+
+
+def test_the_card_of_a_folder_written_by_the_transformers_example(tmp_path):
+    """No run_arguments.json and `eval_f1` rather than `eval_overall_f1`: the card said "fine-tuned on not
+    recorded" with an empty results table."""
+    from test_hub import make_run
+
+    from dwatt.hub.push import export_push_ready
+
+    run = tmp_path / "example-run"
+    run.mkdir()
+    make_run(run, record_arguments=False)
+    for name in ("eval_results.json", "predict_results.json", "all_results.json"):
+        results = json.loads((run / name).read_text())
+        (run / name).write_text(json.dumps({key.replace("_overall_", "_"): value for key, value in results.items()}))
+    f1 = json.loads((run / "predict_results.json").read_text())["predict_f1"]
+    card = (export_push_ready(run, tmp_path / "hub", repo_id="you/x").folder / "README.md").read_text()
+    assert "on not recorded" not in card and "data this folder does not record" in card
+    assert f"| test | `predict_results.json` | 30 | {f1:.4f} |" in card  # the results table has the test row

@@ -112,7 +112,12 @@ class RunFolder:
         prefix = file_name.split("_", 1)[0]
         own = self.results.get(file_name) or {}
         merged = {k: v for k, v in self.results["all_results.json"].items() if k.startswith(prefix + "_")}
-        return own or merged
+        metrics = dict(own or merged)
+        # The transformers example run_ner.py writes eval_f1 where dwatt writes eval_overall_f1: same values.
+        for name in ("f1", "precision", "recall", "accuracy"):
+            if f"{prefix}_overall_{name}" not in metrics and f"{prefix}_{name}" in metrics:
+                metrics[f"{prefix}_overall_{name}"] = metrics[f"{prefix}_{name}"]
+        return metrics
 
     def dwatt_config(self) -> DWAttConfig:
         return DWAttConfig.from_pretrained(self.path)
@@ -159,6 +164,14 @@ def describe_dataset(run: RunFolder) -> DatasetInfo:
         config_name = arguments.get("dataset_config_name")
         description = f"The Hub dataset `{dataset_name}`" + (f" (config `{config_name}`)." if config_name else ".")
         return DatasetInfo(type=dataset_name, name=dataset_name, hub_id=dataset_name, description=description)
+    if not arguments:  # e.g. a folder written by the transformers example run_ner.py
+        return DatasetInfo(
+            "unknown",
+            "data this folder does not record",
+            None,
+            f"Training data: {NOT_RECORDED} (the folder has no {RUN_ARGUMENTS_FILE}, which dwatt's run_* scripts "
+            "write; pass the dataset to the card yourself or re-run with scripts/run_ner.py).",
+        )
     return DatasetInfo("unknown", NOT_RECORDED, None, f"Training data: {NOT_RECORDED}.")
 
 

@@ -619,6 +619,10 @@ def test_resuming_a_checkpoint_made_with_other_arguments_is_refused(tiny_bert_di
                      "--learning_rate", "1e-3", "--few_shot_k", "20")  # fmt: skip
     with pytest.raises(ValueError, match=r"other arguments \(.*few_shot_k: 16 then, 20 now.*learning_rate"):
         run_ner(*other)
+    other_fusion = tiny_ner(tiny_bert_dir, tmp_path / "run", "--save_strategy", "steps", "--save_steps", "2",
+                            "--fusion", "concat")  # fmt: skip
+    with pytest.raises(ValueError, match=r"fusion: 'dwatt' then, 'concat' now"):  # was a raw optimizer-state error
+        run_ner(*other_fusion)
     run_ner(*first)  # the same command resumes as before
 
 

@@ -3,6 +3,8 @@ that imports only torch, transformers and the standard library, and package data
 editable) install carries."""
 
 import ast
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,9 +101,12 @@ def test_a_regular_install_renders_a_card_and_dry_runs_a_push(tmp_path):
     """`pip install .` (a wheel, not editable): the card template is package data, found without the repo."""
     wheel_dir, site = tmp_path / "wheel", tmp_path / "site"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(
-        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", wheel_dir, ROOT], check=True, cwd=tmp_path
-    )
+    project = tmp_path / "project"  # a copy: building in the checkout would leave build/ there
+    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, project / name)
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", wheel_dir, project]
+    subprocess.run(build, check=True, cwd=tmp_path)
     (wheel,) = wheel_dir.glob("dwatt-*.whl")
     subprocess.run([*pip, "install", "--no-deps", "--target", site, wheel], check=True, cwd=tmp_path)
     run_dir = tmp_path / "run"
@@ -137,3 +142,14 @@ def test_every_mutant_still_applies():
     for number, (path, old, _, _, tests) in enumerate(MUTANTS, start=1):
         assert (ROOT / "src" / path).read_text().count(old) == 1, (number, path, old)
         assert all((ROOT / test).is_file() for test in tests), number
+
+
+@pytest.mark.parametrize("script", sorted(path.name for path in (ROOT / "scripts").glob("*.py")))
+def test_every_script_help_works(script):
+    """`--help` of every script exits 0 (a bare % in a help text once crashed analyze_layers.py --help)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), "--help"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "usage:" in completed.stdout

@@ -55,10 +55,6 @@ def gensim_test_file(name: str) -> Path:
 
 # The bundled backbone is a copy of this Hub model (docs/ASSETS.md A1): name it, never its local path.
 BUNDLED_MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
-
-
 BUNDLED_MINILM_LICENSE = "apache-2.0"
-
-
 #: `--dataset_name` of the bundled WNUT-16 split (run_ner's default), as run records store it.
 BUNDLED_WNUT16 = "wnut16-bundled"

@@ -30,9 +30,7 @@ import torch
 from .data.tokenization import replace_words_without_subwords, words_without_subwords
 
 __all__ = ["Window", "plan_windows", "predict_word_labels", "run_batches"]
-
 T = TypeVar("T")
-
 logger = logging.getLogger(__name__)
 
 #: Fallback window length when the tokenizer does not state a usable `model_max_length`.

@@ -24,7 +24,6 @@ __all__ = [
     "entity_types",
     "make_ner_compute_metrics",
 ]
-
 #: Label id of positions that are not scored (special tokens, non-first sub-words, padding).
 IGNORE_INDEX = -100
 

@@ -100,7 +100,6 @@ DEFAULT_NER_JOB: dict[str, Any] = {
     "eval_strategy": "no",
     "save_strategy": "no",
 }
-
 #: `scripts/run_classification.py` with no arguments: fine-tune DWAtt on the bundled MiniLM and the 150
 #: training sentences of the bundled Pang-Lee polarity split (about 6 epochs), score the 25 validation and
 #: 25 test sentences.
@@ -125,7 +124,6 @@ DEFAULT_CLASSIFICATION_JOB: dict[str, Any] = {
     "report_to": "none",
     "seed": 0,
 }
-
 #: `scripts/run_mlm.py` with no arguments: train DWAtt and the (random) LM head on the bundled MiniLM for 40 steps of
 #: 8 blocks of 64 tokens (320 of the 1,152 blocks of the 300 Lee training documents); evaluate on the
 #: 78 blocks of the 50 held-out documents. The high fusion rate is for the LM head, which starts from

@@ -10,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 PathLike = str | os.PathLike[str]
-
-
 # Universal newlines, as text-mode open() reads them: LF, CRLF and the old Mac CR. Only these:
 # str.splitlines() would also split on U+0085, U+2028, ... which can occur inside tweets.
 _NEWLINE = re.compile(r"\r\n|\r|\n")

@@ -27,11 +27,7 @@ logger = logging.getLogger(__name__)
 
 #: A column file with no sentence boundary and more tokens than this gets a warning.
 NO_BOUNDARY_WARNING_TOKENS = 128
-
-
 _DOCSTART = "-DOCSTART-"
-
-
 _JSON_SUFFIXES = {".json", ".jsonl"}
 
 

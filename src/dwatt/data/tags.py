@@ -9,8 +9,6 @@ from typing import Literal
 from .lines import PathLike
 
 Scheme = Literal["auto", "iob1", "iob2"]
-
-
 _TAG_PATTERN = re.compile(r"^(?:O|[BI]-\S+)$")
 
 

@@ -12,12 +12,8 @@ logger = logging.getLogger(__name__)
 
 #: Label id ignored by the PyTorch cross-entropy loss and by the metrics.
 LABEL_PAD_ID = -100
-
-
 #: Column added by `tokenize_and_align_labels`: words of the sentence lost to truncation.
 NUM_WORDS_TRUNCATED_COLUMN = "num_words_truncated"
-
-
 #: Column added by `tokenize_and_align_labels`: words with no sub-word, fed as the unknown token.
 NUM_WORDS_AS_UNK_COLUMN = "num_words_as_unk"
 

@@ -25,8 +25,6 @@ from .record import (
 
 # Shipped inside the package (package data), so a non-editable install renders cards too.
 TEMPLATE_PATH = Path(__file__).with_name("card_template.md")
-
-
 # (metric key suffix, model-index metric type, display name)
 CARD_METRICS = (
     ("overall_f1", "f1", "Entity F1 (seqeval, micro)"),
@@ -34,11 +32,7 @@ CARD_METRICS = (
     ("overall_recall", "recall", "Entity recall (seqeval, micro)"),
     ("overall_accuracy", "accuracy", "Token accuracy"),
 )
-
-
 TAGS = ["dwatt", "layer-fusion", "custom_code", "token-classification", "ner"]
-
-
 EXAMPLE_TEXT = "Watching the Lakers play in Los Angeles tonight with @john"
 
 

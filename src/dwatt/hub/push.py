@@ -28,14 +28,8 @@ logger = logging.getLogger(__name__)
 # checkpoint-*/ and optimizer states (resume-only), training_args.bin (a pickle), predictions.conll
 # (the test tweets themselves), logs.
 WEIGHT_FILES = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
-
-
 CODE_FILES = ("configuration_dwatt.py", "modeling_dwatt.py")
-
-
 CONFIG_FILES = ("config.json", "generation_config.json")
-
-
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -48,8 +42,6 @@ TOKENIZER_FILES = (
     "sentencepiece.bpe.model",
     "spm.model",
 )
-
-
 RECORD_FILES = (
     "all_results.json",
     "train_results.json",
@@ -58,28 +50,14 @@ RECORD_FILES = (
     "trainer_state.json",
     RUN_ARGUMENTS_FILE,
 )
-
-
 PUSHED_PATTERNS = WEIGHT_FILES + CODE_FILES + CONFIG_FILES + TOKENIZER_FILES + RECORD_FILES
-
-
 # Small JSON files whose path-valued fields are scrubbed (tokenizer.json is large and holds only vocabulary).
 SCRUBBED_JSON = CONFIG_FILES + ("tokenizer_config.json", "special_tokens_map.json", "trainer_state.json")
-
-
 # Fields that legitimately hold a local path when saved; they mean nothing on the Hub.
 PATH_FIELDS = {"_name_or_path", "name_or_path", "tokenizer_file", "best_model_checkpoint", "logging_dir"}
-
-
 README = "README.md"
-
-
 DEFAULT_EXPORT_SUBDIR = "hub"
-
-
 _ABSOLUTE_PATH = re.compile(r"^(?:/|~/|[A-Za-z]:[\\/]|\\\\)")
-
-
 _COMMIT_HASH = re.compile(r"^[0-9a-f]{40}$")
 
 

@@ -14,11 +14,7 @@ from ..assets import BUNDLED_MINILM_HUB_ID, BUNDLED_WNUT16
 from ..configuration_dwatt import DWAttConfig
 
 RUN_ARGUMENTS_FILE = "run_arguments.json"
-
-
 NOT_RECORDED = "not recorded"
-
-
 # Which run file holds which split's metrics, under which key prefix.
 RESULT_FILES = (("test", "predict_results.json", "predict"), ("validation", "eval_results.json", "eval"))
 
@@ -208,9 +204,5 @@ TRAINING_FIELDS = (
     "fp16",
     "bf16",
 )
-
-
 MODEL_FIELDS = ("fusion_learning_rate", "freeze_backbone")
-
-
 DATA_FIELDS = ("dataset_name", "dataset_config_name", "few_shot_k", "few_shot_seed", "max_seq_length")

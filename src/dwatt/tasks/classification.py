@@ -17,16 +17,10 @@ from .arguments import ModelArguments
 from .runner import fusion_optimizer, is_dwatt_checkpoint, load_model, record_metrics, require_a_phase, train_and_save
 
 BUNDLED_DATASET = "pang-lee-polarity-bundled"
-
-
 #: Seed of the fixed train/validation/test split of the bundled data; independent of --seed and few-shot seeds.
 BUNDLED_SPLIT_SEED = 42
-
-
 #: Sentences held out of the bundled 200: half for validation, half for test.
 BUNDLED_HELD_OUT = 50
-
-
 # File suffix -> (`datasets` builder, builder keyword arguments).
 _FILE_BUILDERS = {
     ".csv": ("csv", {}),
@@ -34,8 +28,6 @@ _FILE_BUILDERS = {
     ".json": ("json", {}),
     ".jsonl": ("json", {}),
 }
-
-
 _SPLIT_FLAGS = {"train": "--do_train", "validation": "--do_eval", "test": "--do_predict"}
 
 

@@ -19,8 +19,6 @@ from .runner import fusion_optimizer, load_model, record_metrics, require_a_phas
 logger = logging.getLogger(__name__)
 
 BUNDLED_DATASET = "lee-corpus-bundled"
-
-
 # File suffix -> `datasets` builder; anything else is read as plain text, one document per line.
 _FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json"}
 

@@ -13,8 +13,6 @@ from ...tasks.arguments import ModelArguments
 from ...tasks.ner import NerDataArguments, load_ner_data
 
 SPLITS = ("dev", "test")
-
-
 #: Scores kept per eval point (the CSV holds the first three; token accuracy helps checks).
 OVERALL_SCORES = ("f1", "precision", "recall", "accuracy")
 

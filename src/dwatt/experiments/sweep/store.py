@@ -17,17 +17,9 @@ CSV_COLUMNS = (
     "method", "k", "seed", "step", "split", "f1", "precision", "recall",
     "fusion_parameters", "trainable_parameters", "wall_seconds",
 )  # fmt: skip
-
-
 _INT_COLUMNS = {"k", "seed", "step", "fusion_parameters", "trainable_parameters"}
-
-
 _FLOAT_COLUMNS = {"f1", "precision", "recall", "wall_seconds"}
-
-
 RUNS_FILE = "runs.csv"
-
-
 SETTINGS_FILE = "sweep.json"
 
 

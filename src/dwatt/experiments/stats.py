@@ -114,3 +114,60 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def paired_t_p_value(method: Sequence[float], baseline: Sequence[float]) -> float:
+    """Two-sided p-value of the paired t-test (NaN for fewer than 2 pairs or no spread)."""
+    from scipy import stats
+
+    if len(method) != len(baseline):
+        raise ValueError(f"need paired scores; got {len(method)} and {len(baseline)}")
+    if len(method) < 2 or np.std(np.subtract(method, baseline)) == 0:
+        return float("nan")
+    return float(stats.ttest_rel(method, baseline).pvalue)
+
+
+def holm_adjusted(p_values: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values, in input order: a comparison survives at family-wise level a
+    when its adjusted value is <= a. NaN p-values (nothing to test) stay NaN and do not count.
+
+    Written here because scipy has no Holm step-down (only Benjamini-Hochberg), and statsmodels would be
+    a large dependency for these lines.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(len(p), np.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    running = 0.0
+    for rank, index in enumerate(tested[np.argsort(p[tested], kind="stable")]):
+        running = max(running, (len(tested) - rank) * p[index])  # step-down, kept monotone
+        adjusted[index] = min(1.0, running)
+    return adjusted
+
+
+def seed_and_sentence_bootstrap(
+    counts: np.ndarray, reference: np.ndarray, samples: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """(mean F1 difference, low, high) of a method against a reference, both [seeds, sentences, 3] per-sentence
+    [tp, pred, gold] counts on the same seeds and test sentences (paired).
+
+    Each resample draws seeds with replacement and, independently, test sentences with replacement (the same
+    draw for both methods), and averages F1(method) - F1(reference) over the drawn seeds: the interval covers
+    both seed-to-seed variation and the finite test set, which a t-interval over seeds alone ignores.
+    """
+    if counts.shape != reference.shape or counts.ndim != 3 or counts.shape[-1] != 3:
+        raise ValueError(
+            f"need two [seeds, sentences, 3] arrays of the same shape; got {counts.shape}, {reference.shape}"
+        )
+    rng = np.random.default_rng(seed)
+    num_seeds, num_sentences, _ = counts.shape
+    point = float((f1_from_counts(counts.sum(axis=1)) - f1_from_counts(reference.sum(axis=1))).mean())
+    deltas = np.empty(samples)
+    for sample in range(samples):
+        seeds = rng.integers(0, num_seeds, size=num_seeds)
+        sentences = rng.integers(0, num_sentences, size=num_sentences)
+        ours = counts[seeds][:, sentences].sum(axis=1)
+        theirs = reference[seeds][:, sentences].sum(axis=1)
+        deltas[sample] = (f1_from_counts(ours) - f1_from_counts(theirs)).mean()
+    tail = (1.0 - level) / 2 * 100
+    low, high = np.percentile(deltas, [tail, 100 - tail])
+    return point, float(low), float(high)

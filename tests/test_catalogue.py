@@ -31,7 +31,7 @@ def test_every_knob_is_a_config_field_with_the_configs_default():
 
 
 def test_the_configs_own_field_list_matches_its_signature():
-    """OWN_FIELDS (used to catch misspelled keywords) is written out in the hub file, which cannot import inspect."""
+    """OWN_FIELDS (used to catch misspelled keywords) is read from the code object, which must match the signature."""
     from dwatt.configuration_dwatt import OWN_FIELDS
 
     assert set(OWN_FIELDS) == set(inspect.signature(DWAttConfig.__init__).parameters) - {"self", "kwargs"}

@@ -14,11 +14,11 @@ from dwatt.experiments.budget import fusion_budget
 from dwatt.experiments.stats import paired_difference
 from dwatt.experiments.sweep import runner as sweep_runner
 from dwatt.experiments.sweep.evaluator import TestSplitEvaluator, tokenized_test_split
-from dwatt.experiments.sweep.runner import parse_run_values, parse_seeds, plan_runs, run_sweep, run_values, shard_of
+from dwatt.experiments.sweep.runner import parse_seeds, plan_runs, run_sweep, run_values, shard_of
 from dwatt.experiments.sweep.store import RunKey, RunsFile
 from dwatt.experiments.sweep.summary import best_dev_scores, step_difference_table
 from dwatt.protocol import DEFAULT_NER_JOB, METHODS, SweepSettings
-from dwatt.tasks.ner import run_ner
+from dwatt.tasks.ner import parse_run_values, run_ner
 
 ROOT = Path(__file__).resolve().parents[1]
 T_975_DF2 = 4.302652729749462  # Student t quantile 0.975 with 2 degrees of freedom (tables: 4.303)

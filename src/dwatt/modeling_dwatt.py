@@ -782,7 +782,10 @@ class DWAttModel(DWAttPreTrainedModel):
         `forward` runs this after the backbone; call it yourself to fuse hidden states you hold (layer
         analysis, first-k-layer probes). `value_cache` is DWAtt's (see `DWAttDepthAttention.forward`).
         """
-        layer_mask = self._check_layer_mask(fusion_layer_mask)
+        return self._fuse(hidden_states, attention_mask, self._check_layer_mask(fusion_layer_mask), value_cache)
+
+    def _fuse(self, hidden_states, attention_mask, layer_mask, value_cache=None):
+        """`fuse` with the layer mask already checked (`forward` checks it before the backbone runs)."""
         hidden, weights = hidden_states[-1], None
         if self.fusion is not None:
             extra = {"value_cache": value_cache} if isinstance(self.fusion, DWAttDepthAttention) else {}
@@ -829,7 +832,7 @@ class DWAttModel(DWAttPreTrainedModel):
         outputs = self.backbone(
             **inputs, output_hidden_states=bool(output_hidden_states or self.fusion), return_dict=True, **kwargs
         )
-        hidden, weights = self.fuse(outputs.hidden_states or (outputs.last_hidden_state,), attention_mask, layer_mask)
+        hidden, weights = self._fuse(outputs.hidden_states or (outputs.last_hidden_state,), attention_mask, layer_mask)
         output = DWAttModelOutput(
             last_hidden_state=hidden,
             hidden_states=outputs.hidden_states if output_hidden_states else None,

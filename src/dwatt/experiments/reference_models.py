@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import HfArgumentParser, TrainingArguments
-
 from ..hub.push import export_push_ready
 from ..protocol import DEFAULT_NER_JOB
-from ..tasks.arguments import ModelArguments, setup_logging
-from ..tasks.ner import NerDataArguments, run_ner
+from ..tasks.arguments import setup_logging
+from ..tasks.ner import parse_run_values, run_ner
 
 # Name -> the arguments that differ from the default NER job. Same data, seed, steps and hyper-parameters
 # for every method, as the benchmark protocol asks.
@@ -25,9 +23,7 @@ DEFAULT_REPO_NAMESPACE = "dwatt"
 def train_reference(name: str, outputs_dir: Path) -> Path:
     """Run one reference job through `run_ner` (which records its arguments for the card)."""
     values = {**DEFAULT_NER_JOB, **REFERENCE_RUNS[name], "output_dir": str(outputs_dir / name)}
-    model_args, data_args, training_args = HfArgumentParser(
-        (ModelArguments, NerDataArguments, TrainingArguments)
-    ).parse_dict(values)
+    model_args, data_args, training_args = parse_run_values(values)
     setup_logging(training_args)
     run_ner(model_args, data_args, training_args)
     return Path(training_args.output_dir)

@@ -84,8 +84,8 @@ def parse_arguments(dataclass_types, default_job: dict | None = None, argv: list
     parser = HfArgumentParser(dataclass_types)
     if not argv and default_job is not None:
         logger.warning("No arguments given: running the default job %s", default_job)
-        return parser.parse_dict(default_job)
-    if len(argv) == 1 and argv[0].endswith(".json"):
+        parsed = parser.parse_dict(default_job)
+    elif len(argv) == 1 and argv[0].endswith(".json"):
         parsed = parser.parse_dict(read_arguments_file(argv[0]))
     else:
         parsed = parser.parse_args_into_dataclasses(args=argv)
@@ -96,7 +96,8 @@ def parse_arguments(dataclass_types, default_job: dict | None = None, argv: list
 
 
 def read_arguments_file(path: str) -> dict:
-    """A JSON file of arguments (as the transformers examples take); errors name the file and line."""
+    """A JSON file of arguments (as the transformers examples take). Read here rather than by
+    `HfArgumentParser.parse_json_file`, whose errors name neither the file nor the line."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -14,7 +14,14 @@ from ..data.tables import check_table_file
 from ..metrics import compute_classification_metrics
 from ..modeling_dwatt import DWAttForSequenceClassification
 from .arguments import ModelArguments
-from .runner import fusion_optimizer, is_dwatt_checkpoint, load_model, record_metrics, require_a_phase, train_and_save
+from .runner import (
+    check_run_arguments,
+    fusion_optimizer,
+    is_dwatt_checkpoint,
+    load_model,
+    record_metrics,
+    train_and_save,
+)
 
 BUNDLED_DATASET = "pang-lee-polarity-bundled"
 #: Seed of the fixed train/validation/test split of the bundled data; independent of --seed and few-shot seeds.
@@ -213,7 +220,7 @@ def run_classification(
     callbacks: list | None = None,
 ) -> dict:
     """Train / evaluate / predict as the flags say; return every metric, also written as JSON files."""
-    require_a_phase(training_args)
+    check_run_arguments(training_args)
     set_seed(training_args.seed)
     raw, sources = load_classification_data(data_args)
     for split, wanted in (

@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer
 from ..data.corpora import load_lee_corpus
 from ..modeling_dwatt import DWAttForMaskedLM
 from .arguments import ModelArguments
-from .runner import fusion_optimizer, load_model, record_metrics, require_a_phase, train_and_save
+from .runner import check_run_arguments, fusion_optimizer, load_model, record_metrics, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def run_mlm(
     callbacks: list | None = None,
 ) -> dict:
     """Train / evaluate as the flags say; return every metric (eval adds `perplexity`), also written as JSON files."""
-    require_a_phase(training_args)
+    check_run_arguments(training_args)
     set_seed(training_args.seed)
     raw = load_mlm_data(data_args, training_args.seed)
     for flag, split, wanted in (

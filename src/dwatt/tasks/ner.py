@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from datasets import DatasetDict, load_dataset
-from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
+from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from ..assets import BUNDLED_WNUT16
 from ..data.corpora import load_wnut16, sample_few_shot
@@ -18,7 +19,7 @@ from ..inference import predict_word_labels
 from ..metrics import align_predictions, logits_to_label_ids, make_ner_compute_metrics, score_tag_sequences
 from ..modeling_dwatt import DWAttForTokenClassification
 from .arguments import ModelArguments
-from .runner import fusion_optimizer, load_model, record_metrics, record_run, require_a_phase, train_and_save
+from .runner import check_run_arguments, fusion_optimizer, load_model, record_metrics, record_run, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,11 @@ class NerDataArguments:
     )
 
 
+def parse_run_values(values: dict[str, Any]) -> tuple[ModelArguments, NerDataArguments, TrainingArguments]:
+    """`run_ner`'s arguments from values by name (the default job, a sweep run), as the script parses them."""
+    return HfArgumentParser((ModelArguments, NerDataArguments, TrainingArguments)).parse_dict(values)
+
+
 def load_ner_data(data_args: NerDataArguments) -> DatasetDict:
     """Raw splits with `tokens`/`ner_tags`; the label list is the training file's, before any sampling."""
     if data_args.train_file or data_args.validation_file or data_args.test_file:
@@ -77,7 +83,7 @@ def run_ner(
     callbacks: list | None = None,
 ) -> dict:
     """Train / evaluate / predict as the flags say; return every metric, also written as JSON files."""
-    require_a_phase(training_args)
+    check_run_arguments(training_args)
     set_seed(training_args.seed)
     raw = load_ner_data(data_args)
     label_split = "train" if "train" in raw else next(iter(raw))

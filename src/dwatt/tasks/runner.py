@@ -14,17 +14,20 @@ from transformers import AutoConfig, PreTrainedModel, Trainer, TrainingArguments
 
 from ..configuration_dwatt import DWAttConfig
 from ..fusions import KNOBS
-from ..hub.record import save_run_arguments
+from ..hub.record import TRAINING_FIELDS, save_run_arguments
 from .arguments import ModelArguments
 from .checkpoints import last_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
 
+def _is_dwatt_config(config) -> bool:
+    return isinstance(config, DWAttConfig) or getattr(config, "model_type", None) == DWAttConfig.model_type
+
+
 def is_dwatt_checkpoint(name_or_path: str, **hub_kwargs) -> bool:
     """True when `name_or_path` holds a DWAtt config (continue training it) rather than a plain encoder."""
-    config = AutoConfig.from_pretrained(name_or_path, **hub_kwargs)
-    return isinstance(config, DWAttConfig) or getattr(config, "model_type", None) == DWAttConfig.model_type
+    return _is_dwatt_config(AutoConfig.from_pretrained(name_or_path, **hub_kwargs))
 
 
 def refuse_fusion_arguments_for_a_checkpoint(model_args: ModelArguments, config: DWAttConfig) -> None:
@@ -54,10 +57,9 @@ def load_model(model_args: ModelArguments, model_class: type[PreTrainedModel], *
     checkpoint keeps its own fusion: a fusion argument set to something else is refused, not ignored.
     """
     hub_kwargs = {"revision": model_args.revision, "trust_remote_code": model_args.trust_remote_code}
-    if is_dwatt_checkpoint(model_args.model_name_or_path, **hub_kwargs):
-        refuse_fusion_arguments_for_a_checkpoint(
-            model_args, AutoConfig.from_pretrained(model_args.model_name_or_path, **hub_kwargs)
-        )
+    saved_config = AutoConfig.from_pretrained(model_args.model_name_or_path, **hub_kwargs)
+    if _is_dwatt_config(saved_config):
+        refuse_fusion_arguments_for_a_checkpoint(model_args, saved_config)
         logger.info("Continuing from the DWAtt checkpoint %s", model_args.model_name_or_path)
         model = model_class.from_pretrained(
             model_args.model_name_or_path,
@@ -130,13 +132,14 @@ def checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
 
 
 RESUME_KEY_FILE = "resume_key.json"
-# Arguments that only steer evaluation, logging or saving: a resumed run may change them.
-_NOT_IN_RESUME_KEY = {"validation_file", "test_file", "max_eval_samples", "max_predict_samples", "stride", "revision"}
-_TRAINING_KEY = (
-    "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps", "num_train_epochs",
-    "warmup_steps", "warmup_ratio", "lr_scheduler_type", "weight_decay", "optim", "max_grad_norm", "seed", "fp16",
-    "bf16", "world_size",
-)  # fmt: skip
+# Arguments that only steer evaluation, logging or saving (or where a model is fetched from): a resumed run
+# may change them.
+_NOT_IN_RESUME_KEY = {
+    "validation_file", "test_file", "max_eval_samples", "max_predict_samples", "stride", "revision",
+    "per_device_eval_batch_size",
+}  # fmt: skip
+# The training arguments the run record reports, and the number of processes (it sets the global batch).
+_TRAINING_KEY = tuple(name for name in TRAINING_FIELDS if name not in _NOT_IN_RESUME_KEY) + ("world_size",)
 
 
 def resume_key(training_args: TrainingArguments, model_args, data_args) -> dict:
@@ -147,21 +150,19 @@ def resume_key(training_args: TrainingArguments, model_args, data_args) -> dict:
             return str(Path(value).resolve())
         return json.loads(json.dumps(value, default=str))
 
-    key = {f"model.{f.name}": plain(getattr(model_args, f.name)) for f in fields(model_args)}
-    key |= {
-        f"data.{f.name}": plain(getattr(data_args, f.name))
-        for f in fields(data_args)
+    key = {
+        f"{group}.{f.name}": plain(getattr(arguments, f.name))
+        for group, arguments in (("model", model_args), ("data", data_args))
+        for f in fields(arguments)
         if f.name not in _NOT_IN_RESUME_KEY
     }
-    key |= {f"training.{name}": plain(getattr(training_args, name, None)) for name in _TRAINING_KEY}
-    return {name: value for name, value in key.items() if not name.endswith(".revision")}
+    return key | {f"training.{name}": plain(getattr(training_args, name, None)) for name in _TRAINING_KEY}
 
 
-def check_and_write_resume_key(training_args: TrainingArguments, model_args, data_args, resuming: bool) -> None:
+def check_resume_key(training_args: TrainingArguments, key: dict, resuming: bool) -> None:
     """Refuse to resume a checkpoint made with other arguments (it would train nothing, or the wrong run),
-    naming what differs; record this run's key for the next resume."""
+    naming what differs. Every process checks, so all of them stop together."""
     path = Path(training_args.output_dir) / RESUME_KEY_FILE
-    key = resume_key(training_args, model_args, data_args)
     if resuming and training_args.resume_from_checkpoint is None and path.is_file():
         stored = json.loads(path.read_text())
         differing = {name: (stored.get(name), key.get(name)) for name in sorted(set(stored) | set(key))
@@ -175,8 +176,6 @@ def check_and_write_resume_key(training_args: TrainingArguments, model_args, dat
                 "Resuming would continue that run, not this one: use another --output_dir, or delete its "
                 "checkpoint-* folders to start afresh (or pass --resume_from_checkpoint to resume on purpose)"
             )
-    Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
 
 
 def record_metrics(trainer: Trainer, split: str, metrics: dict) -> dict:
@@ -186,7 +185,7 @@ def record_metrics(trainer: Trainer, split: str, metrics: dict) -> dict:
     return metrics
 
 
-def require_a_phase(training_args: TrainingArguments) -> None:
+def check_run_arguments(training_args: TrainingArguments) -> None:
     """Refuse, before any work, a run that would do nothing (the scripts' defaults apply only with no
     arguments at all) or could not save what it trains."""
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
@@ -222,8 +221,10 @@ def train_and_save(trainer: Trainer, model_args, data_args, extra_metrics: dict 
     training_args = trainer.args
     started = time.perf_counter()
     resume_from = checkpoint_to_resume(training_args)
-    if trainer.is_world_process_zero():
-        check_and_write_resume_key(training_args, model_args, data_args, resuming=resume_from is not None)
+    key = resume_key(training_args, model_args, data_args)
+    check_resume_key(training_args, key, resuming=resume_from is not None)
+    if trainer.is_world_process_zero():  # this run's key, for the next resume
+        (Path(training_args.output_dir) / RESUME_KEY_FILE).write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
     train_result = trainer.train(resume_from_checkpoint=resume_from)
     trainer.save_model()
     record_run(trainer, model_args, data_args)

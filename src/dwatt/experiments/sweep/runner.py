@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import HfArgumentParser, TrainerCallback, TrainingArguments
+from transformers import TrainerCallback
 
 from ...fusions import CATALOGUE
 from ...protocol import DEFAULT_KS, DEFAULT_METHODS, DEFAULT_SEED_COUNT, METHODS, SweepSettings
-from ...tasks.arguments import ModelArguments
-from ...tasks.ner import NerDataArguments, run_ner
+from ...tasks.ner import parse_run_values, run_ner
 from ...tasks.runner import is_dwatt_checkpoint
 from .evaluator import TestSplitEvaluator, tokenized_test_split
 from .store import RUNS_FILE, RunKey, RunsFile, check_settings
@@ -122,11 +121,6 @@ def run_values(settings: SweepSettings, key: RunKey, output_dir: str | Path) -> 
         "save_strategy": "no",
         "disable_tqdm": True,
     }
-
-
-def parse_run_values(values: dict[str, Any]) -> tuple[ModelArguments, NerDataArguments, TrainingArguments]:
-    """A run's arguments as the dataclasses `scripts/run_ner.py` parses."""
-    return HfArgumentParser((ModelArguments, NerDataArguments, TrainingArguments)).parse_dict(values)
 
 
 def fusion_parameter_counts(settings: SweepSettings, methods: Iterable[str]) -> dict[str, int]:

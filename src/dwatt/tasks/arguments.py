@@ -37,6 +37,13 @@ class _ModelArgumentsMethods:
                 f"--fusion_learning_rate={self.fusion_learning_rate}; expected a positive learning rate "
                 "(or leave it unset: one rate for every parameter)"
             )
+        if self.lora_r is not None and self.freeze_backbone:
+            raise ValueError(
+                "--lora_r and --freeze_backbone both set; expected one: LoRA already freezes the "
+                "backbone's own weights and trains its adapters"
+            )
+        if self.lora_r is not None and self.lora_r < 1:
+            raise ValueError(f"--lora_r {self.lora_r}; expected a positive rank (or leave it unset: no LoRA)")
         if self.model_name_or_path is None:
             self.model_name_or_path = str(bundled_minilm_path())
 
@@ -58,6 +65,18 @@ ModelArguments = make_dataclass(
         )),
         *(_knob_field(knob) for knob in KNOBS.values()),
         ("freeze_backbone", bool, field(default=False, metadata={"help": "Train only the fusion and the head."})),
+        ("lora_r", int | None, field(
+            default=None,
+            metadata={"help": "Train LoRA adapters of this rank on the backbone (peft) instead of its weights; the "
+                      "fusion and head train in full, and the adapters are merged into the saved model."},
+        )),
+        ("lora_alpha", float, field(default=16.0, metadata={"help": "LoRA scaling numerator (scale alpha / r)."})),
+        ("lora_dropout", float, field(default=0.0, metadata={"help": "Dropout on the LoRA branch."})),
+        ("lora_target_modules", str | None, field(
+            default=None,
+            metadata={"help": "Comma-separated backbone module names to adapt (default: peft's for the backbone "
+                      "type, e.g. query,value for BERT; all linear layers where peft has none)."},
+        )),
         ("fusion_learning_rate", float | None, field(
             default=None,
             metadata={"help": "Learning rate of the fusion and head parameters, in their own group without weight "

@@ -17,6 +17,7 @@ from ..fusions import KNOBS
 from ..hub.record import TRAINING_FIELDS, save_run_arguments
 from .arguments import ModelArguments
 from .checkpoints import last_complete_checkpoint
+from .lora import add_lora, has_lora, merge_lora
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,9 @@ def load_model(model_args: ModelArguments, model_class: type[PreTrainedModel], *
         )
     if model_args.freeze_backbone:
         freeze_backbone(model)
+    if model_args.lora_r is not None:
+        add_lora(model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout,
+                 model_args.lora_target_modules)  # fmt: skip
     return model
 
 
@@ -226,6 +230,8 @@ def train_and_save(trainer: Trainer, model_args, data_args, extra_metrics: dict 
     if trainer.is_world_process_zero():  # this run's key, for the next resume
         (Path(training_args.output_dir) / RESUME_KEY_FILE).write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
     train_result = trainer.train(resume_from_checkpoint=resume_from)
+    if has_lora(trainer.model):  # saved as a plain DWAtt checkpoint: no peft needed to load it
+        logger.info("Merged %d LoRA adapters into the backbone", merge_lora(trainer.model))
     trainer.save_model()
     record_run(trainer, model_args, data_args)
     metrics = {**train_result.metrics, "train_samples": len(trainer.train_dataset), **(extra_metrics or {})}

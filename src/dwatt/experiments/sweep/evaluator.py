@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+import numpy as np
 from transformers import TrainerCallback
 
 from ...inference import run_batches
-from ...metrics import compute_ner_metrics
+from ...metrics import align_predictions, compute_ner_metrics
 from ...tasks.arguments import ModelArguments
 from ...tasks.ner import NerDataArguments, load_ner_data
+from ..stats import sentence_entity_counts
 
 SPLITS = ("dev", "test")
 #: Scores kept per eval point (the CSV holds the first three; token accuracy helps checks).
@@ -38,6 +40,7 @@ class TestSplitEvaluator(TrainerCallback):
         lengths = [len(example["input_ids"]) for example in test_dataset]
         self.order = sorted(range(len(test_dataset)), key=lengths.__getitem__)
         self.points: dict[int, dict[str, dict[str, float]]] = {}  # step -> split -> metrics
+        self.sentence_counts: dict[int, np.ndarray] = {}  # step -> test [sentences, 3] in dataset order
         self.trainable_parameters: int | None = None
         self.test_seconds = 0.0
 
@@ -49,18 +52,34 @@ class TestSplitEvaluator(TrainerCallback):
             return
         dev = {name: metrics[f"eval_overall_{name}"] for name in OVERALL_SCORES}
         started = time.perf_counter()
-        test = self.score_test_split(model)
+        test, counts = self.score_test_split(model)
         self.test_seconds += time.perf_counter() - started
         self.points[state.global_step] = {"dev": dev, "test": test}
+        self.sentence_counts[state.global_step] = counts
 
-    def score_test_split(self, model) -> dict[str, float]:
+    def score_test_split(self, model) -> tuple[dict[str, float], np.ndarray]:
+        """Overall test scores, and per-sentence [tp, predicted, gold] entity counts in dataset order."""
         chunks = [self.order[start : start + self.batch_size] for start in range(0, len(self.order), self.batch_size)]
         batches = [self.collator([self.test_dataset[i] for i in chunk]) for chunk in chunks]
         predictions = run_batches(model, batches, lambda _, output: output.logits.argmax(dim=-1).cpu().numpy())
         predictions = [row for rows in predictions for row in rows]
         labels = [row for batch in batches for row in batch["labels"].numpy()]
         scores = compute_ner_metrics(predictions, labels, self.label_list, entity_level=False)
-        return {name: scores[f"overall_{name}"] for name in OVERALL_SCORES}
+        counts = np.zeros((len(self.order), 3), dtype=np.int64)
+        counts[self.order] = sentence_entity_counts(*align_predictions(predictions, labels, self.label_list))
+        return {name: scores[f"overall_{name}"] for name in OVERALL_SCORES}, counts
+
+    def kept_counts(self) -> dict:
+        """The counts record of `store.SentenceCounts`: the last eval point and the best dev point (the
+        highest dev F1, the earlier step on ties, as the summary picks it)."""
+        from .store import encode_counts
+
+        last = max(self.points)
+        best = max(self.points, key=lambda step: (self.points[step]["dev"]["f1"], -step))
+        return {
+            "sentences": len(self.order),
+            "points": {str(step): encode_counts(self.sentence_counts[step]) for step in sorted({last, best})},
+        }
 
 
 def tokenized_test_split(model_args: ModelArguments, data_args: NerDataArguments):

@@ -1,4 +1,5 @@
-"""Runs the sweep's (method, K, seed) grid through `run_ner`, resumably and in shards."""
+"""Runs a sweep config's runs through `run_ner`, resumably and in shards: per regime, the tuning runs (every
+rate of the grid on the tuning seeds), then the other seeds at the rate chosen on dev."""
 
 from __future__ import annotations
 
@@ -7,22 +8,32 @@ import json
 import shutil
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
 
 from ...fusions import CATALOGUE
-from ...protocol import DEFAULT_KS, DEFAULT_METHODS, DEFAULT_SEED_COUNT, METHODS, SweepSettings
+from ...protocol import METHODS
 from ...tasks.ner import parse_run_values, run_ner
 from ...tasks.runner import is_dwatt_checkpoint
+from .config import SweepConfig, load_sweep_config, with_lists
 from .evaluator import TestSplitEvaluator, tokenized_test_split
+from .selection import choose_rates
 from .store import RUNS_FILE, RunKey, RunsFile, check_settings
 from .summary import write_summary
 
 #: Files of a finished run's folder that are kept (small JSON and the log); weights and tokenizer go.
 _KEPT_RUN_FILE_MAX_BYTES = 200_000
+#: How long a shard waits before looking again for the other shard's tuning runs it needs.
+_WAIT_SECONDS = 30
+
+
+def parse_list(text: str | Sequence, convert=str) -> list:
+    """A comma-separated CLI value (or an already split sequence) as a list."""
+    parts = text.split(",") if isinstance(text, str) else list(text)
+    return [convert(part.strip() if isinstance(part, str) else part) for part in parts if str(part).strip()]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -33,38 +44,37 @@ def parse_seeds(text: str) -> list[int]:
         if count < 1:
             raise ValueError(f"--seeds needs a positive count or a comma-separated list, got {text!r}")
         return list(range(count))
-    return [int(part) for part in text.split(",") if part.strip()]
+    return parse_list(text, int)
 
 
-def parse_list(text: str | Sequence, convert=str) -> list:
-    """A comma-separated CLI value (or an already split sequence) as a list."""
-    parts = text.split(",") if isinstance(text, str) else list(text)
-    return [convert(part.strip() if isinstance(part, str) else part) for part in parts if str(part).strip()]
-
-
-def check_methods(methods: Iterable[str]) -> list[str]:
-    methods = list(methods)
-    unknown = [method for method in methods if method not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
-    return methods
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    parts = text.split("/")
+    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+        raise ValueError(f"--shard {text!r}: expected i/n, e.g. 0/2 and 1/2 for two processes")
+    return int(parts[0]), int(parts[1])
 
 
 @dataclass
 class SweepArguments:
-    """What to run and where (`scripts/fewshot_sweep.py`); the shared hyper-parameters are `SweepSettings`."""
+    """Which sweep to run and where (`scripts/fewshot_sweep.py`); what it runs is in its config file."""
 
-    name: str = field(metadata={"help": "Sweep name: results go to <output_root>/<name>/."})
-    methods: str = field(
-        default=",".join(DEFAULT_METHODS), metadata={"help": f"Comma-separated, from: {', '.join(METHODS)}."}
+    config: str = field(metadata={"help": "A sweep config (configs/sweeps/*.yaml)."})
+    set: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Overrides of config values, key.path=value (e.g. settings.max_steps=50 backbone=bert-base-cased)."
+        },
     )
-    ks: str = field(default=",".join(map(str, DEFAULT_KS)), metadata={"help": "Comma-separated few-shot sizes K."})
-    seeds: str = field(
-        default=str(DEFAULT_SEED_COUNT), metadata={"help": "A count N (seed indices 0..N-1) or a list '0,3,7'."}
+    methods: str | None = field(
+        default=None, metadata={"help": f"Only these methods (comma-separated, from: {', '.join(METHODS)})."}
     )
+    ks: str | None = field(default=None, metadata={"help": "Only these few-shot sizes K (comma-separated)."})
+    seeds: str | None = field(default=None, metadata={"help": "A count N (seed indices 0..N-1) or a list '0,3,7'."})
+    regimes: str | None = field(default=None, metadata={"help": "Only these regimes of the config (comma-separated)."})
     output_root: str = field(default="results", metadata={"help": "Where results/<name>/ is written."})
     work_dir: str = field(default="outputs/sweeps", metadata={"help": "Run folders (pruned to small files)."})
-    curve_k: int | None = field(default=None, metadata={"help": "K of the step-efficiency table (default 100)."})
     shard: str | None = field(
         default=None,
         metadata={"help": "'i/n': run only every n-th run from the i-th (n processes, i = 0..n-1, share the cores)."},
@@ -72,42 +82,38 @@ class SweepArguments:
     summary_only: bool = field(default=False, metadata={"help": "Only re-write summary.md and the plots."})
     no_progress: bool = field(default=False, metadata={"help": "No progress bar."})
 
-    def plan(self) -> dict[str, Any]:
-        """`run_sweep`'s keyword arguments (methods, K, seeds, folders, shard) parsed from these strings."""
-        shard = None
-        if self.shard is not None:
-            parts = self.shard.split("/")
-            if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
-                raise ValueError(f"--shard {self.shard!r}: expected i/n, e.g. 0/2 and 1/2 for two processes")
-            shard = (int(parts[0]), int(parts[1]))
-        return {
-            "methods": check_methods(parse_list(self.methods)),
-            "ks": parse_list(self.ks, int),
-            "seeds": parse_seeds(self.seeds),
-            "output_root": self.output_root,
-            "work_dir": self.work_dir,
-            "progress": not self.no_progress,
-            "curve_k": self.curve_k,
-            "shard": shard,
-        }
+    def load(self) -> SweepConfig:
+        """The config file with the overrides and list restrictions applied."""
+        config = load_sweep_config(self.config, self.set)
+        return with_lists(
+            config,
+            methods=parse_list(self.methods) if self.methods else None,
+            ks=parse_list(self.ks, int) if self.ks else None,
+            seeds=parse_seeds(self.seeds) if self.seeds else None,
+            regimes=parse_list(self.regimes) if self.regimes else None,
+        )
 
 
-def method_values(method: str, settings: SweepSettings) -> dict[str, Any]:
+def method_values(method: str, fusion_init: str) -> dict[str, Any]:
     """The model arguments of one method. `fusion_init="identity"` only applies where the fusion defines it
     (dwatt, concat, last); the others keep their plain init rather than fail."""
     values = dict(METHODS[method])
-    if settings.fusion_init != "paper" and CATALOGUE[values["fusion"]].identity_init:
-        values["fusion_init"] = settings.fusion_init
+    if fusion_init != "paper" and CATALOGUE[values["fusion"]].identity_init:
+        values["fusion_init"] = fusion_init
     return values
 
 
-def run_values(settings: SweepSettings, key: RunKey, output_dir: str | Path) -> dict[str, Any]:
-    """The `run_ner` arguments of one run: the settings' shared values, the method's, K and the seeds.
-    Seed index s gives few-shot sample s and training seed s for every method, so methods are paired:
-    same sentences, same batch order."""
+def run_values(config: SweepConfig, key: RunKey, output_dir: str | Path) -> dict[str, Any]:
+    """The `run_ner` arguments of one run: the config's shared settings and data, the regime's, the rate, the
+    method's, K and the seeds. Seed index s gives few-shot sample s and training seed s for every method,
+    regime and rate, so runs are paired: same sentences, same batch order."""
+    regime = config.regimes[key.regime]
+    settings = replace(config.settings, learning_rate=key.learning_rate)
     return {
         **settings.run_values(),
-        **method_values(key.method, settings),
+        **config.data,
+        **regime.model_values,
+        **method_values(key.method, settings.fusion_init),
         "output_dir": str(output_dir),
         "few_shot_k": key.k,
         "few_shot_seed": key.seed,
@@ -123,15 +129,63 @@ def run_values(settings: SweepSettings, key: RunKey, output_dir: str | Path) -> 
     }
 
 
-def fusion_parameter_counts(settings: SweepSettings, methods: Iterable[str]) -> dict[str, int]:
+@dataclass(frozen=True)
+class Slot:
+    """A place in the plan: a run whose rate is fixed (`learning_rate`), or, after a regime's tuning runs,
+    one whose rate is the one chosen for its cell (None until chosen)."""
+
+    regime: str
+    method: str
+    k: int
+    seed: int
+    learning_rate: float | None
+
+    def key(self, chosen: dict) -> RunKey | None:
+        rate = self.learning_rate
+        if rate is None:
+            choice = chosen.get((self.regime, self.method, self.k))
+            rate = choice.learning_rate if choice else None
+        return None if rate is None else RunKey(self.method, self.k, self.seed, self.regime, rate)
+
+
+def plan_slots(config: SweepConfig) -> list[Slot]:
+    """Regime by regime: the tuning runs (every rate on the tuning seeds), then the other seeds at the chosen
+    rate. Seed index is outermost within a stage, so paired comparisons fill up evenly."""
+    slots = []
+    for regime in config.regimes.values():
+        tuning = config.selection.tuning_seeds if regime.tuned else config.seeds
+        slots += [Slot(regime.name, method, k, seed, rate)
+                  for seed in tuning for k in config.ks for method in config.methods
+                  for rate in regime.learning_rates]  # fmt: skip
+        if regime.tuned:
+            slots += [Slot(regime.name, method, k, seed, None)
+                      for seed in config.seeds if seed not in tuning
+                      for k in config.ks for method in config.methods]  # fmt: skip
+    return slots
+
+
+def shard_of(plan: Sequence, shard: tuple[int, int] | None) -> list:
+    """Every n-th item of the plan from index i, for `shard=(i, n)`: n processes (one thread each) can share
+    a sweep without running the same run twice. None: the whole plan."""
+    if shard is None:
+        return list(plan)
+    index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard index must be in [0, {count}), got {index}")
+    return [item for position, item in enumerate(plan) if position % count == index]
+
+
+def fusion_parameter_counts(config: SweepConfig, methods: Iterable[str]) -> dict[str, int]:
     """Parameters each method adds to the backbone (heads excluded), from `dwatt.experiments.budget`."""
     from transformers import AutoConfig
 
     from ..budget import fusion_budget
 
     counts = {}
+    regime = next(iter(config.regimes.values()))
     for method in methods:
-        model_args = parse_run_values(run_values(settings, RunKey(method, 1, 0), "unused"))[0]
+        key = RunKey(method, 1, 0, regime.name, regime.learning_rates[0])
+        model_args = parse_run_values(run_values(config, key, "unused"))[0]
         config_kwargs = model_args.fusion_config_kwargs()
         fusion = config_kwargs.pop("fusion")
         backbone_config = AutoConfig.from_pretrained(model_args.model_name_or_path)
@@ -140,14 +194,15 @@ def fusion_parameter_counts(settings: SweepSettings, methods: Iterable[str]) -> 
 
 
 def run_one(
-    settings: SweepSettings,
+    config: SweepConfig,
     key: RunKey,
     run_dir: Path,
     test_split,
     fusion_parameters: int,
     callbacks: Sequence[TrainerCallback] = (),
-) -> list[dict]:
-    """Train one run, score dev and test at every eval point, and return its CSV rows.
+) -> tuple[list[dict], dict]:
+    """Train one run, score dev and test at every eval point; return its CSV rows and its per-sentence test
+    counts (a `store.SentenceCounts` record).
 
     The run folder is emptied first (a killed run may have left files) and pruned afterwards to its small
     JSON files and log; the Trainer's printed logs go to `run.log` there, not to the console.
@@ -155,7 +210,7 @@ def run_one(
     if run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
-    model_args, data_args, training_args = parse_run_values(run_values(settings, key, run_dir))
+    model_args, data_args, training_args = parse_run_values(run_values(config, key, run_dir))
     test_dataset, label_list, collator = test_split
     evaluator = TestSplitEvaluator(test_dataset, label_list, collator, training_args.per_device_eval_batch_size)
     started = time.perf_counter()
@@ -168,11 +223,9 @@ def run_one(
         json.dumps({"wall_seconds": wall_seconds, "test_eval_seconds": round(evaluator.test_seconds, 1)}) + "\n"
     )
     prune_run_folder(run_dir)
-    return [
+    rows = [
         {
-            "method": key.method,
-            "k": key.k,
-            "seed": key.seed,
+            **key.fields(),
             "step": step,
             "split": split,
             "f1": scores["f1"],
@@ -185,6 +238,7 @@ def run_one(
         for step, point in sorted(evaluator.points.items())
         for split, scores in point.items()
     ]
+    return rows, evaluator.kept_counts()
 
 
 def prune_run_folder(run_dir: Path) -> None:
@@ -199,71 +253,58 @@ def prune_run_folder(run_dir: Path) -> None:
             folder.rmdir()
 
 
-def plan_runs(methods: Sequence[str], ks: Sequence[int], seeds: Sequence[int]) -> list[RunKey]:
-    """Seed index outermost: after each round every method has the same seeds, so paired comparisons
-    are complete at any point of a long sweep."""
-    return [RunKey(method, k, seed) for seed in seeds for k in ks for method in methods]
-
-
-def shard_of(plan: Sequence[RunKey], shard: tuple[int, int] | None) -> list[RunKey]:
-    """Every n-th run of the plan from index i, for `shard=(i, n)`: n processes (one thread each) can share
-    a sweep without running the same run twice. None: the whole plan."""
-    if shard is None:
-        return list(plan)
-    index, count = shard
-    if not 0 <= index < count:
-        raise ValueError(f"shard index must be in [0, {count}), got {index}")
-    return [key for position, key in enumerate(plan) if position % count == index]
-
-
 def run_sweep(
-    name: str,
-    methods: Sequence[str] = DEFAULT_METHODS,
-    ks: Sequence[int] = DEFAULT_KS,
-    seeds: Sequence[int] = tuple(range(DEFAULT_SEED_COUNT)),
-    settings: SweepSettings | None = None,
+    config: SweepConfig,
     output_root: str | Path = "results",
     work_dir: str | Path = "outputs/sweeps",
     callbacks: Sequence[TrainerCallback] = (),
     progress: bool = True,
-    curve_k: int | None = None,
     shard: tuple[int, int] | None = None,
+    wait_seconds: float = _WAIT_SECONDS,
 ) -> Path:
-    """Run every (method, K, seed) not yet in `runs.csv` (of this `shard` only, if given), then write the
+    """Run every run of the config not yet in `runs.csv` (of this `shard` only, if given), then write the
     summary and plots.
 
-    Returns the results folder. `callbacks` are added to every run's Trainer (tests use them to interrupt
-    a run). Exceptions (a crash, Ctrl-C) propagate; the runs finished before are kept.
+    A run whose rate waits on tuning runs of another shard is put off while other runs are ready, and waited
+    for (polling `runs.csv`) when none is. Returns the results folder. `callbacks` are added to every run's
+    Trainer (tests use them to interrupt a run). Exceptions (a crash, Ctrl-C) propagate; finished runs stay.
     """
     from tqdm.auto import tqdm
 
-    settings = settings or SweepSettings()
-    methods = check_methods(methods)
-    if settings.model_name_or_path and is_dwatt_checkpoint(settings.model_name_or_path):
+    if config.settings.model_name_or_path and is_dwatt_checkpoint(config.settings.model_name_or_path):
         raise ValueError("a sweep starts from a plain backbone; a DWAtt checkpoint would ignore the method flags")
-    results_dir = Path(output_root) / name
+    results_dir = Path(output_root) / config.name
     results_dir.mkdir(parents=True, exist_ok=True)
     runs_file = RunsFile(results_dir / RUNS_FILE)
     with runs_file.locked():  # shards started at once on a new name both find no sweep.json
-        check_settings(results_dir, settings)
+        check_settings(results_dir, config.fixed_part())
     runs_file.remove_stale_temporaries()
 
-    plan = shard_of(plan_runs(methods, ks, seeds), shard)
-    finished = runs_file.finished()
-    pending = [key for key in plan if key not in finished]
-    if pending:
-        first_args = parse_run_values(run_values(settings, pending[0], "unused"))
-        test_split = tokenized_test_split(first_args[0], first_args[1])
-        parameters = fusion_parameter_counts(settings, sorted({key.method for key in pending}))
-        # smoothing=0: the ETA uses this sitting's mean run time (runs have the same step budget).
-        bar = tqdm(total=len(plan), initial=len(plan) - len(pending), unit="run", smoothing=0, disable=not progress)
-        with bar:
-            for key in pending:
-                bar.set_postfix_str(key.label)
-                if key not in runs_file.finished():  # another process on this sweep may have done it since
-                    run_dir = Path(work_dir) / name / key.label
-                    rows = run_one(settings, key, run_dir, test_split, parameters[key.method], callbacks)
-                    runs_file.add_run(key, rows)
-                bar.update()
-    write_summary(results_dir, curve_k=curve_k)
+    slots = shard_of(plan_slots(config), shard)
+    test_split = parameters = None
+    # smoothing=0: the ETA uses this sitting's mean run time (runs of a regime have the same step budget).
+    with tqdm(total=len(slots), unit="run", smoothing=0, disable=not progress) as bar:
+        while True:
+            rows = runs_file.read()
+            finished, chosen = {RunKey.of(row) for row in rows}, choose_rates(rows, config)
+            keys = [slot.key(chosen) for slot in slots]
+            bar.n = sum(key in finished for key in keys)
+            bar.refresh()
+            ready = [key for key in keys if key is not None and key not in finished]
+            if not ready:
+                if all(key is not None for key in keys):
+                    break
+                bar.set_postfix_str("waiting for the other shard's tuning runs")
+                time.sleep(wait_seconds)
+                continue
+            key = ready[0]
+            if test_split is None:
+                first_args = parse_run_values(run_values(config, key, "unused"))
+                test_split = tokenized_test_split(first_args[0], first_args[1])
+                parameters = fusion_parameter_counts(config, config.methods)
+            bar.set_postfix_str(key.label)
+            run_rows, counts = run_one(config, key, Path(work_dir) / config.name / key.label, test_split,
+                                       parameters[key.method], callbacks)  # fmt: skip
+            runs_file.add_run(key, run_rows, counts)
+    write_summary(results_dir, config)
     return results_dir

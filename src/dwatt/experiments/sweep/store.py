@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import io
 import json
 import os
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from ...protocol import SweepSettings
+import numpy as np
 
 CSV_COLUMNS = (
-    "method", "k", "seed", "step", "split", "f1", "precision", "recall",
+    "regime", "learning_rate", "method", "k", "seed", "step", "split", "f1", "precision", "recall",
     "fusion_parameters", "trainable_parameters", "wall_seconds",
 )  # fmt: skip
 _INT_COLUMNS = {"k", "seed", "step", "fusion_parameters", "trainable_parameters"}
-_FLOAT_COLUMNS = {"f1", "precision", "recall", "wall_seconds"}
+_FLOAT_COLUMNS = {"f1", "precision", "recall", "wall_seconds", "learning_rate"}
 RUNS_FILE = "runs.csv"
+COUNTS_FILE = "sentence_counts.jsonl"
 SETTINGS_FILE = "sweep.json"
 
 
@@ -38,33 +42,33 @@ class RunsFile:
             return [_typed_row(row) for row in csv.DictReader(handle)]
 
     def finished(self) -> set[RunKey]:
-        return {RunKey(row["method"], row["k"], row["seed"]) for row in self.read()}
+        return {RunKey.of(row) for row in self.read()}
 
-    def add_run(self, key: RunKey, rows: Sequence[dict]) -> bool:
-        """Append one run's rows; False (nothing written) when the run is already there."""
+    def add_run(self, key: RunKey, rows: Sequence[dict], counts: dict | None = None) -> bool:
+        """Append one run's rows (and its per-sentence test counts, a `SentenceCounts` record) in one locked
+        step; False (nothing written) when the run is already there. The counts go first: a run is finished
+        only once its rows are in, and counts of an unfinished run are replaced when it is run again."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.locked():
             if key in self.finished():
                 return False
+            if counts is not None:
+                SentenceCounts(self.path.with_name(COUNTS_FILE)).replace_run(key, counts)
             previous = self.path.read_text() if self.path.is_file() else ""
             buffer = io.StringIO()
             writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
             if not previous:
                 writer.writeheader()
             writer.writerows(rows)
-            temporary = self.path.with_name(f"{self.path.name}.tmp.{os.getpid()}")
-            with temporary.open("w", newline="") as handle:
-                handle.write(previous + buffer.getvalue())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
+            _atomic_write(self.path, previous + buffer.getvalue())
             return True
 
     def remove_stale_temporaries(self) -> None:
         """Temp files left by a process killed while writing; any present while we hold the lock are stale."""
         with self.locked():
-            for temporary in self.path.parent.glob(f"{self.path.name}.tmp.*"):
-                temporary.unlink(missing_ok=True)
+            for name in (self.path.name, COUNTS_FILE):
+                for temporary in self.path.parent.glob(f"{name}.tmp.*"):
+                    temporary.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -88,23 +92,80 @@ def _typed_row(row: dict) -> dict:
     for name in _INT_COLUMNS:
         typed[name] = int(row[name])
     for name in _FLOAT_COLUMNS:
-        typed[name] = float(row[name])
+        if name in row:  # files of the first sweeps have no regime and learning-rate columns
+            typed[name] = float(row[name])
     return typed
 
 
-def check_settings(results_dir: Path, settings: SweepSettings) -> None:
+def _atomic_write(path: Path, text: str) -> None:
+    temporary = path.with_name(f"{path.name}.tmp.{os.getpid()}")
+    with temporary.open("w", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+class SentenceCounts:
+    """`sentence_counts.jsonl`: per run, the test split's per-sentence [true positive, predicted, gold] entity
+    counts at its last eval point and at its best dev point, so summaries can resample test sentences
+    (bootstrap) as well as seeds. One JSON line per run; counts are stored as base64 of zlib-compressed
+    uint16 (about 1 KB a run). Written only under `RunsFile.locked`."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def read(self) -> dict[RunKey, dict[int, np.ndarray]]:
+        """RunKey -> {step: counts [sentences, 3]}."""
+        if not self.path.is_file():
+            return {}
+        records = {}
+        for number, line in enumerate(self.path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                records[RunKey.of(record)] = {
+                    int(step): decode_counts(text, record["sentences"]) for step, text in record["points"].items()
+                }
+            except (ValueError, KeyError, zlib.error) as error:
+                raise ValueError(f"{self.path}:{number}: unreadable counts line ({error})") from None
+        return records
+
+    def replace_run(self, key: RunKey, record: dict) -> None:
+        lines = self.path.read_text().splitlines() if self.path.is_file() else []
+        kept = [line for line in lines if line.strip() and RunKey.of(json.loads(line)) != key]
+        line = json.dumps({**key.fields(), **record}, sort_keys=True)
+        _atomic_write(self.path, "\n".join([*kept, line]) + "\n")
+
+
+def encode_counts(counts: np.ndarray) -> str:
+    counts = np.asarray(counts)
+    if counts.ndim != 2 or counts.shape[1] != 3 or counts.min(initial=0) < 0 or counts.max(initial=0) > 65535:
+        raise ValueError(f"expected [sentences, 3] counts in 0..65535, got shape {counts.shape}")
+    return base64.b64encode(zlib.compress(counts.astype("<u2").tobytes(), 9)).decode("ascii")
+
+
+def decode_counts(text: str, sentences: int) -> np.ndarray:
+    values = np.frombuffer(zlib.decompress(base64.b64decode(text)), dtype="<u2").astype(np.int64)
+    if values.size != 3 * sentences:
+        raise ValueError(f"{values.size} counts for {sentences} sentences; expected {3 * sentences}")
+    return values.reshape(sentences, 3)
+
+
+def check_settings(results_dir: Path, wanted: dict[str, Any]) -> None:
     """Write `sweep.json` on the first run; afterwards refuse settings that differ from it (mixing them
-    would break the identical-hyper-parameters rule). Methods, K and seeds may change between sittings.
-    Call it under the results file's lock (`RunsFile.locked`): shards started together race here."""
+    would break the identical-hyper-parameters rule). Methods, K, seeds and rates may change between
+    sittings. Call it under the results file's lock (`RunsFile.locked`): shards started together race here."""
     path = results_dir / SETTINGS_FILE
-    wanted = asdict(settings)
+    wanted = json.loads(json.dumps(wanted))  # compared as stored: tuples become lists
     if path.is_file():
         stored = json.loads(path.read_text())
         differing = {name: (stored.get(name), value) for name, value in wanted.items() if stored.get(name) != value}
         if differing:
             raise ValueError(
                 f"{path} was made with other settings {differing} (stored, asked); "
-                "use another --name for a sweep with different hyper-parameters"
+                "give a sweep with different settings another name"
             )
         return
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -115,12 +176,22 @@ def check_settings(results_dir: Path, settings: SweepSettings) -> None:
 
 @dataclass(frozen=True, order=True)
 class RunKey:
-    """One run: a method trained on the K-sentence sample of one seed index."""
+    """One run: a method trained in one regime at one learning rate on the K-sentence sample of one seed
+    index."""
 
     method: str
     k: int
     seed: int
+    regime: str
+    learning_rate: float
 
     @property
     def label(self) -> str:
-        return f"{self.method}-k{self.k}-s{self.seed}"
+        return f"{self.regime}-lr{self.learning_rate:g}-{self.method}-k{self.k}-s{self.seed}"
+
+    @classmethod
+    def of(cls, row: dict) -> RunKey:
+        return cls(row["method"], int(row["k"]), int(row["seed"]), row["regime"], float(row["learning_rate"]))
+
+    def fields(self) -> dict:
+        return asdict(self)

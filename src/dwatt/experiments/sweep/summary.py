@@ -1,4 +1,5 @@
-"""The sweep's summary: score tables, paired differences, step efficiency."""
+"""The sweep's summary: chosen rates, scores at them, paired differences with seed-only and seed-and-sentence
+intervals (Holm-adjusted per table), and step efficiency; plus two figures."""
 
 from __future__ import annotations
 
@@ -8,63 +9,175 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 from ...protocol import BASELINES, METHODS
 from ..plotting import replaced_atomically
-from ..stats import mean_std, paired_difference
+from ..stats import holm_adjusted, mean_std, paired_difference, paired_t_p_value, seed_and_sentence_bootstrap
+from .config import SweepConfig
 from .plots import SAMPLE_EFFICIENCY_PLOT, STEP_EFFICIENCY_PLOT, plot_sample_efficiency, plot_step_efficiency
-from .store import RUNS_FILE, SETTINGS_FILE, RunsFile
+from .selection import RateChoice, choose_rates
+from .store import COUNTS_FILE, RUNS_FILE, RunKey, RunsFile, SentenceCounts
 
 SUMMARY_FILE = "summary.md"
+#: Steps at which dev F1 is reported for step efficiency, and the fraction of a run's own final dev F1.
+EARLY_STEPS = (50, 100)
+FRACTION_OF_FINAL = 0.9
+BOOTSTRAP_SAMPLES = 2000
+FAMILY_LEVEL = 0.05
+
+Cell = tuple[str, str, int]  # (regime, method, K)
 
 
-def final_scores(rows: Iterable[dict], split: str = "test") -> dict[tuple[str, int], dict[int, float]]:
-    """(method, K) -> {seed: F1 at the run's last eval point} for one split."""
-    last: dict[tuple[str, int, int], tuple[int, float]] = {}
-    for row in rows:
-        if row["split"] == split:
-            key = (row["method"], row["k"], row["seed"])
-            if key not in last or row["step"] > last[key][0]:
-                last[key] = (row["step"], row["f1"])
-    scores: dict[tuple[str, int], dict[int, float]] = defaultdict(dict)
-    for (method, k, seed), (_, f1) in last.items():
-        scores[(method, k)][seed] = f1
-    return dict(scores)
+class RunPoints:
+    """Every finished run's dev and test F1 by step, read from `runs.csv` rows."""
+
+    def __init__(self, rows: Iterable[dict]):
+        self.f1: dict[RunKey, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+        for row in rows:
+            self.f1[RunKey.of(row)][row["split"]][row["step"]] = row["f1"]
+
+    def last_step(self, key: RunKey) -> int:
+        return max(self.f1[key]["dev"])
+
+    def best_dev_step(self, key: RunKey) -> int:
+        """The step of the highest dev F1 (the earlier one on ties): early stopping on dev, after the fact."""
+        dev = self.f1[key]["dev"]
+        return max(dev, key=lambda step: (dev[step], -step))
+
+    def step(self, key: RunKey, point: str) -> int:
+        return self.last_step(key) if point == "last" else self.best_dev_step(key)
 
 
-def best_dev_scores(rows: Iterable[dict]) -> dict[tuple[str, int], dict[int, float]]:
-    """(method, K) -> {seed: test F1 at the eval point where that run's dev F1 was highest}.
-
-    Early stopping on dev, done afterwards from the recorded points (ties go to the earlier step). It
-    costs no extra training and shows whether a method's early lead survives model selection.
-    """
-    points: dict[tuple[str, int, int], dict[int, dict[str, float]]] = defaultdict(dict)
-    for row in rows:
-        points[(row["method"], row["k"], row["seed"])].setdefault(row["step"], {})[row["split"]] = row["f1"]
-    scores: dict[tuple[str, int], dict[int, float]] = defaultdict(dict)
-    for (method, k, seed), by_step in points.items():
-        scored = [(step, split_f1) for step, split_f1 in sorted(by_step.items()) if {"dev", "test"} <= set(split_f1)]
-        if scored:
-            _, best = max(scored, key=lambda item: (item[1]["dev"], -item[0]))
-            scores[(method, k)][seed] = best["test"]
-    return dict(scores)
+def chosen_runs(points: RunPoints, choices: dict[Cell, RateChoice]) -> dict[Cell, dict[int, RunKey]]:
+    """Cell -> {seed: its finished run at the cell's chosen rate}."""
+    runs: dict[Cell, dict[int, RunKey]] = defaultdict(dict)
+    for key in points.f1:
+        choice = choices.get((key.regime, key.method, key.k))
+        if choice is not None and key.learning_rate == choice.learning_rate:
+            runs[(key.regime, key.method, key.k)][key.seed] = key
+    return dict(runs)
 
 
-def scores_at_step(rows: Iterable[dict], step: int, split: str = "test") -> dict[tuple[str, int], dict[int, float]]:
-    """(method, K) -> {seed: F1 at `step`} for one split (runs without that eval point are left out)."""
-    scores: dict[tuple[str, int], dict[int, float]] = defaultdict(dict)
-    for row in rows:
-        if row["split"] == split and row["step"] == step:
-            scores[(row["method"], row["k"])][row["seed"]] = row["f1"]
-    return dict(scores)
+def scores_at(points: RunPoints, runs: dict[Cell, dict[int, RunKey]], point: str, split: str = "test"):
+    """Cell -> {seed: F1 of `split` at the run's last or best-dev eval point}."""
+    return {
+        cell: {seed: points.f1[key][split][points.step(key, point)] for seed, key in by_seed.items()}
+        for cell, by_seed in runs.items()
+    }
 
 
-def curve_scores(rows: Iterable[dict], split: str = "test") -> dict[tuple[str, int], dict[int, list[float]]]:
-    """(method, K) -> {step: [F1 of each seed]} for one split."""
-    curves: dict[tuple[str, int], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in rows:
-        if row["split"] == split:
-            curves[(row["method"], row["k"])][row["step"]].append(row["f1"])
-    return {key: dict(value) for key, value in curves.items()}
+def steps_to_fraction(dev_by_step: dict[int, float], fraction: float = FRACTION_OF_FINAL) -> int:
+    """The first eval step whose dev F1 reaches `fraction` of the run's final dev F1."""
+    final = dev_by_step[max(dev_by_step)]
+    return min(step for step, f1 in dev_by_step.items() if f1 >= fraction * final)
+
+
+def difference_table(
+    test: dict[Cell, dict[int, float]],
+    counts: dict[Cell, np.ndarray | None],
+    regime: str,
+    methods: list[str],
+    ks: list[int],
+    baseline: str,
+) -> list[str]:
+    """Paired test-F1 differences vs `baseline`: mean, t-interval over seeds, bootstrap over seeds and test
+    sentences, Holm-adjusted p (over this table's comparisons). Bold: survives Holm at the family level."""
+    comparisons = []
+    for method in methods:
+        for k in ks:
+            ours, theirs = test.get((regime, method, k), {}), test.get((regime, baseline, k), {})
+            common = sorted(set(ours) & set(theirs))
+            if method == baseline or not common:
+                continue
+            a, b = [ours[s] for s in common], [theirs[s] for s in common]
+            comparisons.append((method, k, common, paired_difference(a, b), paired_t_p_value(a, b)))
+    adjusted = holm_adjusted([p for *_, p in comparisons]) if comparisons else []
+    cells: dict[tuple[str, int], str] = {}
+    for (method, k, common, diff, _), p_holm in zip(comparisons, adjusted):
+        interval = "n/a" if diff.low is None else f"[{100 * diff.low:+.1f}, {100 * diff.high:+.1f}]"
+        bootstrap = "n/a"
+        ours, theirs = counts.get((regime, method, k)), counts.get((regime, baseline, k))
+        if ours is not None and theirs is not None:
+            seeds_ours, seeds_theirs = _seed_rows(ours, common), _seed_rows(theirs, common)
+            if seeds_ours is not None and seeds_theirs is not None:
+                _, low, high = seed_and_sentence_bootstrap(seeds_ours, seeds_theirs, BOOTSTRAP_SAMPLES, seed=0)
+                bootstrap = f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+        p_text = "n/a" if np.isnan(p_holm) else f"{p_holm:.3f}"
+        text = f"{100 * diff.mean:+.1f} {interval} {bootstrap} p={p_text} ({diff.n})"
+        cells[(method, k)] = f"**{text}**" if not np.isnan(p_holm) and p_holm <= FAMILY_LEVEL else text
+    lines = ["| method | " + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
+    for method in methods:
+        if method != baseline:
+            lines.append(f"| {method} | " + " | ".join(cells.get((method, k), "") for k in ks) + " |")
+    return lines
+
+
+def _seed_rows(counts: dict[int, np.ndarray], seeds: list[int]) -> np.ndarray | None:
+    if not all(seed in counts for seed in seeds):
+        return None
+    return np.stack([counts[seed] for seed in seeds])
+
+
+def cell_counts(
+    points: RunPoints, runs: dict[Cell, dict[int, RunKey]], stored: dict[RunKey, dict[int, np.ndarray]], point: str
+) -> dict[Cell, dict[int, np.ndarray]]:
+    """Cell -> {seed: per-sentence test counts at the run's last or best-dev point}, for runs that kept them."""
+    counts: dict[Cell, dict[int, np.ndarray]] = defaultdict(dict)
+    for cell, by_seed in runs.items():
+        for seed, key in by_seed.items():
+            step_counts = stored.get(key, {}).get(points.step(key, point))
+            if step_counts is not None:
+                counts[cell][seed] = step_counts
+    return dict(counts)
+
+
+def _score_table(scores: dict[Cell, dict[int, float]], regime: str, methods: list[str], ks: list[int]) -> list[str]:
+    lines = ["| method | " + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
+    for method in methods:
+        cells = []
+        for k in ks:
+            seeds = scores.get((regime, method, k))
+            if not seeds:
+                cells.append("")
+                continue
+            mean, std = mean_std(list(seeds.values()))
+            spread = f" ± {100 * std:.1f}" if len(seeds) > 1 else ""
+            cells.append(f"{100 * mean:.1f}{spread} ({len(seeds)})")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _rate_table(choices: dict[Cell, RateChoice], regime: str, methods: list[str], ks: list[int]) -> list[str]:
+    lines = ["| method | " + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
+    for method in methods:
+        cells = []
+        for k in ks:
+            choice = choices.get((regime, method, k))
+            if choice is None:
+                cells.append("(tuning)")
+                continue
+            dev = " / ".join(f"{rate:g}: {100 * f1:.1f}" for rate, f1 in choice.dev_by_rate.items())
+            cells.append(f"**{choice.learning_rate:g}**" + (f" (dev {dev})" if dev else ""))
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _step_table(points: RunPoints, runs, regime: str, methods: list[str], ks: list[int]) -> list[str]:
+    columns = [(k, label) for k in ks for label in (*(f"dev@{s}" for s in EARLY_STEPS), "steps to 90%")]
+    lines = ["| method | " + " | ".join(f"K={k} {label}" for k, label in columns) + " |",
+             "|---|" + "---:|" * len(columns)]  # fmt: skip
+    for method in methods:
+        cells = []
+        for k in ks:
+            keys = list(runs.get((regime, method, k), {}).values())
+            for step in EARLY_STEPS:
+                values = [points.f1[key]["dev"][step] for key in keys if step in points.f1[key]["dev"]]
+                cells.append(f"{100 * statistics.fmean(values):.1f}" if values else "")
+            reached = [steps_to_fraction(points.f1[key]["dev"]) for key in keys]
+            cells.append(f"{statistics.fmean(reached):.0f}" if reached else "")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _ordered_methods(names: Iterable[str]) -> list[str]:
@@ -72,166 +185,111 @@ def _ordered_methods(names: Iterable[str]) -> list[str]:
     return sorted(set(names), key=lambda name: (order.index(name) if name in order else len(order), name))
 
 
-def _score_table(scores: dict[tuple[str, int], dict[int, float]], methods: list[str], ks: list[int]) -> list[str]:
-    lines = ["| method | " + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
-    for method in methods:
-        cells = []
-        for k in ks:
-            seeds = scores.get((method, k))
-            if not seeds:
-                cells.append("")
-                continue
-            mean, std = mean_std(list(seeds.values()))
-            spread = f" ± {100 * std:.1f}" if len(seeds) > 1 else ""  # one seed has no spread to show
-            cells.append(f"{100 * mean:.1f}{spread} ({len(seeds)})")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def _difference_cell(ours: dict[int, float], theirs: dict[int, float]) -> str:
-    """Paired difference over the seeds both have, as 'mean [low, high] (n) **sig**'; '' when none."""
-    common = sorted(set(ours) & set(theirs))
-    if not common:
-        return ""
-    diff = paired_difference([ours[s] for s in common], [theirs[s] for s in common])
-    interval = "n/a" if diff.low is None else f"{100 * diff.low:+.2f}, {100 * diff.high:+.2f}"
-    marker = " **sig**" if diff.significant else ""
-    return f"{100 * diff.mean:+.2f} [{interval}] ({diff.n}){marker}"
-
-
-def _difference_table(
-    scores: dict[tuple[str, int], dict[int, float]], methods: list[str], ks: list[int], baseline: str
-) -> list[str]:
-    lines = ["| method | " + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
-    for method in methods:
-        if method != baseline:
-            cells = [_difference_cell(scores.get((method, k), {}), scores.get((baseline, k), {})) for k in ks]
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def step_difference_table(rows: list[dict], methods: list[str], k: int, baseline: str) -> list[str]:
-    """Paired test-F1 differences vs `baseline` at every eval point of K=k: step efficiency with CIs."""
-    steps = sorted({row["step"] for row in rows if row["k"] == k})
-    lines = ["| method | " + " | ".join(f"step {step}" for step in steps) + " |", "|---|" + "---:|" * len(steps)]
-    at_step = {step: scores_at_step(rows, step) for step in steps}
-    for method in methods:
-        if method != baseline:
-            cells = [
-                _difference_cell(at_step[s].get((method, k), {}), at_step[s].get((baseline, k), {})) for s in steps
-            ]
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def _parameter_table(rows: list[dict], methods: list[str]) -> list[str]:
-    added = {row["method"]: row["fusion_parameters"] for row in rows}
-    trainable = {row["method"]: row["trainable_parameters"] for row in rows}
-    reference = added.get("dwatt") or added.get("dwatt_sqrt_d")
-    lines = [
-        "| method | added parameters | vs DWAtt | trainable parameters (with head) |",
-        "|---|---:|---:|---:|",
-    ]
-    for method in methods:
-        relative = f"{added[method] / reference:.2f}x" if reference else "-"
-        lines.append(f"| {method} | {added[method]:,} | {relative} | {trainable[method]:,} |")
-    return lines
-
-
-def _curve_table(curves, methods: list[str], k: int) -> list[str]:
-    steps = sorted({step for (method, kk), points in curves.items() if kk == k for step in points})
-    lines = ["| method | " + " | ".join(f"step {step}" for step in steps) + " |", "|---|" + "---:|" * len(steps)]
-    for method in methods:
-        points = curves.get((method, k), {})
-        cells = [f"{100 * statistics.fmean(points[step]):.1f}" if step in points else "" for step in steps]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def write_summary(results_dir: str | Path, curve_k: int | None = None) -> Path | None:
-    """Write `summary.md` and the two plots from `runs.csv`; None when there are no runs yet."""
+def write_summary(results_dir: str | Path, config: SweepConfig) -> Path | None:
+    """Write `summary.md` and the two plots from `runs.csv` and `sentence_counts.jsonl`; None when no run
+    has finished yet."""
     results_dir = Path(results_dir)
     rows = RunsFile(results_dir / RUNS_FILE).read()
     if not rows:
         return None
-    settings = json.loads((results_dir / SETTINGS_FILE).read_text()) if (results_dir / SETTINGS_FILE).is_file() else {}
-    methods = _ordered_methods(row["method"] for row in rows)
-    ks = sorted({row["k"] for row in rows})
-    if curve_k is None or curve_k not in ks:
-        curve_k = 100 if 100 in ks else ks[0]
-    test, dev, selected = final_scores(rows, "test"), final_scores(rows, "dev"), best_dev_scores(rows)
-    runs = {(row["method"], row["k"], row["seed"]) for row in rows}
-    hours = sum({(r["method"], r["k"], r["seed"]): r["wall_seconds"] for r in rows}.values()) / 3600
-
+    points = RunPoints(rows)
+    stored = SentenceCounts(results_dir / COUNTS_FILE).read()
+    choices = choose_rates(rows, config)
+    runs = chosen_runs(points, choices)
+    methods = _ordered_methods(key.method for key in points.f1)
+    ks = sorted({key.k for key in points.f1})
+    regimes = [name for name in config.regimes if any(key.regime == name for key in points.f1)]
+    hours = sum({key: row["wall_seconds"] for row in rows for key in [RunKey.of(row)]}.values()) / 3600
+    with_counts = sum(key in stored for key in points.f1)
+    rule = config.selection
     lines = [
-        f"# Few-shot sweep `{results_dir.name}`",
+        f"# Few-shot sweep `{config.name}`",
         "",
-        f"{len(runs)} finished runs ({hours:.1f} h of run time: each run's wall clock, summed; parallel shards "
-        "take less). Entity micro F1 (seqeval) x 100 on the bundled "
-        "WNUT-16 split; K training sentences sampled from the pool per seed; seed index s = few-shot sample s = "
-        "training seed s for every method (paired). Cells: mean ± std (number of seeds; one seed shows its "
-        "score alone), at the last eval point.",
+        config.description,
+        "",
+        f"Config: `{config.source}`. {len(points.f1)} finished runs ({hours:.1f} h of run time: each run's wall "
+        f"clock, summed; parallel shards take less); {with_counts} kept per-sentence test counts. Entity micro "
+        "F1 (seqeval) x 100. Seed index s = few-shot sample s = training seed s for every method, regime and "
+        "rate (paired).",
+        "",
+        f"Rate choice (fixed before the runs): per (regime, method, K), the rate of the grid with the highest mean "
+        f"dev F1 at each run's {'last' if rule.point == 'last' else 'best'} eval point over tuning seeds "
+        f"{list(rule.tuning_seeds)}; ties go to the rate listed first. Test never enters it. The other seeds run "
+        "only at the chosen rate; every score below is at it.",
         "",
         "Settings (identical for every method): "
-        + ", ".join(f"{name}={value}" for name, value in sorted(settings.items())),
-        "",
-        "## Test F1",
-        "",
-        *_score_table(test, methods, ks),
-        "",
-        "## Dev F1 (for choosing settings; report test)",
-        "",
-        *_score_table(dev, methods, ks),
-        "",
-        "## Test F1 at each run's best dev point (early stopping on dev, chosen after the fact)",
-        "",
-        *_score_table(selected, methods, ks),
+        + ", ".join(f"{name}={value}" for name, value in sorted(config.fixed_part()["settings"].items())),
     ]
-    for baseline in BASELINES:
-        if baseline in methods:
+    test_last, test_best = scores_at(points, runs, "last"), scores_at(points, runs, "best")
+    counts_last, counts_best = (cell_counts(points, runs, stored, point) for point in ("last", "best"))
+    for regime in regimes:
+        options = ", ".join(f"{name}={value}" for name, value in config.regimes[regime].model_values.items())
+        lines += [
+            "",
+            f"## Regime `{regime}`" + (f" ({options})" if options else ""),
+            "",
+            "Chosen learning rate (mean dev F1 of the tuning seeds at each rate):",
+            "",
+            *_rate_table(choices, regime, methods, ks),
+            "",
+            "Test F1 at the last eval point: mean ± std (seeds)",
+            "",
+            *_score_table(test_last, regime, methods, ks),
+            "",
+            "Test F1 at each run's best dev point (early stopping on dev, after the fact)",
+            "",
+            *_score_table(test_best, regime, methods, ks),
+        ]
+        for baseline in BASELINES:
+            if baseline not in methods:
+                continue
             lines += [
                 "",
-                f"## Paired test-F1 differences vs `{baseline}`",
+                f"Paired test-F1 differences vs `{baseline}`: mean [95% t-interval over seeds] [95% bootstrap over "
+                f"seeds and test sentences] Holm-adjusted p over this table (seeds). **Bold**: survives Holm at "
+                f"{FAMILY_LEVEL}. Last eval point:",
                 "",
-                "Mean per-seed difference [95% CI, Student t] (seeds). **sig**: the interval excludes 0.",
-                "",
-                "At the last eval point:",
-                "",
-                *_difference_table(test, methods, ks, baseline),
+                *difference_table(test_last, counts_last, regime, methods, ks, baseline),
                 "",
                 "At each run's best dev point:",
                 "",
-                *_difference_table(selected, methods, ks, baseline),
+                *difference_table(test_best, counts_best, regime, methods, ks, baseline),
             ]
-    curves = curve_scores(rows, "test")
+        lines += [
+            "",
+            f"Step efficiency (dev F1 x 100, mean over seeds): at steps {' and '.join(map(str, EARLY_STEPS))}, and "
+            f"the first eval step reaching {FRACTION_OF_FINAL:.0%} of the run's own final dev F1",
+            "",
+            *_step_table(points, runs, regime, methods, ks),
+        ]
+    parameters = {key.method: row for row in rows for key in [RunKey.of(row)]}
     lines += [
         "",
-        "## Parameters (dwatt.experiments.budget: added to the backbone, heads excluded; trainable counted in the run)",
+        "## Parameters (added to the backbone, heads excluded: dwatt.experiments.budget; trainable: counted in "
+        "the run, per regime)",
         "",
-        *_parameter_table(rows, methods),
-        "",
-        f"## Test F1 along training, K={curve_k} (mean over seeds)",
-        "",
-        *_curve_table(curves, methods, curve_k),
-        "",
+        "| method | added | " + " | ".join(f"trainable ({regime})" for regime in regimes) + " |",
+        "|---|---:|" + "---:|" * len(regimes),
     ]
-    for baseline in BASELINES:
-        if baseline in methods:
-            lines += [
-                f"Paired test-F1 differences vs `{baseline}` along training, K={curve_k}:",
-                "",
-                *step_difference_table(rows, methods, curve_k, baseline),
-                "",
-            ]
-    lines += [
-        f"![test F1 vs K]({SAMPLE_EFFICIENCY_PLOT})",
-        "",
-        f"![test F1 vs step]({STEP_EFFICIENCY_PLOT})",
-        "",
-    ]
+    trainable = {(key.regime, key.method): row["trainable_parameters"] for row in rows for key in [RunKey.of(row)]}
+    for method in methods:
+        cells = [f"{trainable[(r, method)]:,}" if (r, method) in trainable else "" for r in regimes]
+        lines.append(f"| {method} | {parameters[method]['fusion_parameters']:,} | " + " | ".join(cells) + " |")
+    lines += ["", f"![test F1 vs K]({SAMPLE_EFFICIENCY_PLOT})", "", f"![dev F1 vs step]({STEP_EFFICIENCY_PLOT})", ""]
     path = results_dir / SUMMARY_FILE
     with replaced_atomically(path) as temporary:  # shards may finish together
         temporary.write_text("\n".join(lines))
-    plot_sample_efficiency(test, methods, ks, results_dir / SAMPLE_EFFICIENCY_PLOT)
-    plot_step_efficiency(curves, methods, ks, results_dir / STEP_EFFICIENCY_PLOT)
+    curves = {
+        cell: {step: [points.f1[key]["dev"][step] for key in by_seed.values() if step in points.f1[key]["dev"]]
+               for step in sorted({s for key in by_seed.values() for s in points.f1[key]["dev"]})}
+        for cell, by_seed in runs.items()
+    }  # fmt: skip
+    plot_sample_efficiency(test_last, regimes, methods, ks, results_dir / SAMPLE_EFFICIENCY_PLOT)
+    plot_step_efficiency(curves, regimes, methods, ks, results_dir / STEP_EFFICIENCY_PLOT)
+    (results_dir / "chosen_rates.json").write_text(
+        json.dumps(
+            {f"{r}/{m}/k{k}": c.learning_rate for (r, m, k), c in sorted(choices.items()) if r in regimes}, indent=1
+        )
+        + "\n"
+    )
     return path

@@ -1,0 +1,280 @@
+"""A sweep described by a YAML file (`configs/sweeps/*.yaml`): data, backbone, methods, K, seeds, the step
+budget and, per training regime, a learning-rate grid with the rule that picks one rate from it.
+
+Errors name the file and the line of the offending key. Command-line overrides (`--set key.path=value`)
+change a loaded config before it is checked, for quick variations of a committed one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ...protocol import METHODS, SweepSettings
+
+#: `data:` keys, passed to run_ner's `NerDataArguments` (train/validation/test files or a Hub dataset).
+DATA_KEYS = ("dataset_name", "dataset_config_name", "train_file", "validation_file", "test_file", "label_all_tokens")
+#: Per-regime keys other than the grid: how the backbone trains.
+REGIME_MODEL_KEYS = ("freeze_backbone", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
+#: `settings:` keys: the shared hyper-parameters, except what a regime decides.
+SETTINGS_KEYS = tuple(f.name for f in fields(SweepSettings) if f.name not in ("learning_rate", "freeze_backbone",
+                                                                               "model_name_or_path"))  # fmt: skip
+SELECTION_POINTS = ("last", "best")
+TOP_KEYS = ("name", "description", "backbone", "data", "methods", "ks", "seeds", "selection", "regimes", "settings")
+
+
+class SweepConfigError(ValueError):
+    """A config file that cannot be run; the message names the file, the line and what was expected."""
+
+
+@dataclass(frozen=True)
+class Regime:
+    """How the backbone trains (in full, frozen, or through LoRA adapters) and the rates tried."""
+
+    name: str
+    learning_rates: tuple[float, ...]
+    model_values: dict[str, Any] = field(default_factory=dict)  # ModelArguments fields, e.g. lora_r
+
+    @property
+    def tuned(self) -> bool:
+        return len(self.learning_rates) > 1
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The rule, fixed before any run, that picks a rate per (regime, method, K): the highest mean dev F1
+    over `tuning_seeds`, at each run's last eval point (`last`) or its best one (`best`). Ties go to the
+    rate listed first. Test scores never enter."""
+
+    tuning_seeds: tuple[int, ...]
+    point: str = "last"
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    name: str
+    methods: tuple[str, ...]
+    ks: tuple[int, ...]
+    seeds: tuple[int, ...]
+    regimes: dict[str, Regime]
+    selection: Selection
+    settings: SweepSettings
+    data: dict[str, Any]
+    description: str = ""
+    source: str = "<dict>"
+
+    def fixed_part(self) -> dict[str, Any]:
+        """What must not change between sittings of one sweep (stored in sweep.json): everything but the
+        lists of methods, K, seeds and rates, which may grow."""
+        settings = {name: getattr(self.settings, name) for name in ("model_name_or_path", *SETTINGS_KEYS)}
+        return {
+            "settings": settings,
+            "data": dict(sorted(self.data.items())),
+            "regimes": {name: dict(sorted(regime.model_values.items())) for name, regime in self.regimes.items()},
+            "selection": {"tuning_seeds": list(self.selection.tuning_seeds), "point": self.selection.point},
+        }
+
+
+def load_sweep_config(path: str | Path, overrides: list[str] = ()) -> SweepConfig:
+    """Read and check a config file; `overrides` are `key.path=value` strings (values parsed as YAML)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SweepConfigError(f"{path}: no such file; expected a sweep config (see configs/sweeps/)") from None
+    except IsADirectoryError:
+        raise SweepConfigError(f"{path} is a folder; expected a sweep config file (see configs/sweeps/)") from None
+    try:
+        node = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise SweepConfigError(f"{where}: invalid YAML ({getattr(error, 'problem', error)})") from None
+    if not isinstance(raw, dict):
+        raise SweepConfigError(f"{path}: expected a mapping of {', '.join(TOP_KEYS)}; found {type(raw).__name__}")
+    for override in overrides:
+        key, separator, value = override.partition("=")
+        if not separator or not key.strip():
+            raise SweepConfigError(f"--set {override!r}: expected key.path=value, e.g. settings.max_steps=4")
+        _set_dotted(raw, key.strip(), yaml.safe_load(value))
+    return parse_sweep_config(raw, source=str(path), lines=_line_index(node))
+
+
+def parse_sweep_config(raw: dict, source: str = "<dict>", lines: dict[str, int] | None = None) -> SweepConfig:
+    lines = lines or {}
+
+    def fail(key: str, message: str):
+        line = lines.get(key) or lines.get(key.rsplit(".", 1)[0])
+        raise SweepConfigError(f"{source}:{line}: {key}: {message}" if line else f"{source}: {key}: {message}")
+
+    def known(mapping: Any, allowed: tuple[str, ...], where: str) -> dict:
+        if mapping is None:
+            return {}
+        if not isinstance(mapping, dict):
+            fail(where, f"expected a mapping, found {type(mapping).__name__}")
+        for key in mapping:
+            if key not in allowed:
+                fail(f"{where}.{key}" if where else key, f"unknown key; expected one of {', '.join(allowed)}")
+        return mapping
+
+    known(raw, TOP_KEYS, "")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip() or "/" in name:
+        fail("name", f"expected a sweep name without '/', found {name!r}")
+
+    methods = _as_list(raw.get("methods"), "methods", fail)
+    unknown = [method for method in methods if method not in METHODS]
+    if unknown or not methods:
+        fail("methods", f"unknown {unknown}; expected some of {', '.join(METHODS)}")
+    ks = [_positive_int(k, "ks", fail) for k in _as_list(raw.get("ks"), "ks", fail)]
+    seeds_value = raw.get("seeds", 5)
+    if isinstance(seeds_value, int) and not isinstance(seeds_value, bool):
+        seeds = list(range(_positive_int(seeds_value, "seeds", fail)))
+    else:
+        seeds = [_non_negative_int(seed, "seeds", fail) for seed in _as_list(seeds_value, "seeds", fail)]
+    for key, values in (("methods", methods), ("ks", ks), ("seeds", seeds)):
+        if len(set(values)) != len(values):
+            fail(key, f"listed twice in {values}")
+
+    settings_values = dict(known(raw.get("settings"), SETTINGS_KEYS, "settings"))
+    try:
+        settings = SweepSettings(model_name_or_path=raw.get("backbone"), **settings_values)
+    except TypeError as error:
+        fail("settings", str(error))
+    for key in ("max_steps", "eval_every", "train_batch_size", "eval_batch_size", "max_seq_length"):
+        _positive_int(getattr(settings, key), f"settings.{key}", fail)
+    if settings.eval_every > settings.max_steps:
+        fail("settings.eval_every", f"{settings.eval_every} is more than max_steps {settings.max_steps}: no eval point")
+
+    data = dict(known(raw.get("data"), DATA_KEYS, "data"))
+    for key in ("train_file", "validation_file", "test_file"):
+        if data.get(key) is not None and not Path(data[key]).is_file():
+            fail(f"data.{key}", f"{data[key]} is not a file; expected a CoNLL, token<TAB>tag or JSON lines file")
+    if data.get("train_file") and not (data.get("validation_file") and data.get("test_file")):
+        fail("data", "a sweep needs validation_file (rates are chosen on it) and test_file with train_file")
+
+    regimes_raw = raw.get("regimes")
+    if not isinstance(regimes_raw, dict) or not regimes_raw:
+        fail("regimes", "expected a mapping of regime name -> {learning_rates: [...], ...}")
+    regimes = {}
+    for regime_name, regime_raw in regimes_raw.items():
+        where = f"regimes.{regime_name}"
+        regime_raw = dict(known(regime_raw, ("learning_rates", *REGIME_MODEL_KEYS), where))
+        grid_key = f"{where}.learning_rates"
+        rates = [
+            _positive_float(rate, grid_key, fail)
+            for rate in _as_list(regime_raw.pop("learning_rates", None), grid_key, fail)
+        ]
+        if len(set(rates)) != len(rates):
+            fail(grid_key, f"listed twice in {rates}")
+        if regime_raw.get("freeze_backbone") and regime_raw.get("lora_r"):
+            fail(where, "freeze_backbone and lora_r both set; expected one")
+        regimes[str(regime_name)] = Regime(str(regime_name), tuple(rates), regime_raw)
+
+    selection_raw = known(raw.get("selection"), ("tuning_seeds", "point"), "selection")
+    tuning = selection_raw.get("tuning_seeds", seeds)
+    tuning = [_non_negative_int(seed, "selection.tuning_seeds", fail) for seed in _as_list(tuning, "", fail)]
+    if not tuning or not set(tuning) <= set(seeds):
+        fail("selection.tuning_seeds", f"{tuning}; expected some of the seeds {seeds}")
+    point = selection_raw.get("point", "last")
+    if point not in SELECTION_POINTS:
+        fail("selection.point", f"{point!r}; expected one of {', '.join(SELECTION_POINTS)}")
+
+    return SweepConfig(
+        name=name.strip(),
+        methods=tuple(methods),
+        ks=tuple(ks),
+        seeds=tuple(seeds),
+        regimes=regimes,
+        selection=Selection(tuple(tuning), point),
+        settings=settings,
+        data=data,
+        description=str(raw.get("description") or "").strip(),
+        source=source,
+    )
+
+
+def with_lists(config: SweepConfig, methods=None, ks=None, seeds=None, regimes=None) -> SweepConfig:
+    """The config restricted or widened to other methods, K, seeds or a subset of its regimes."""
+    if regimes is not None:
+        missing = [name for name in regimes if name not in config.regimes]
+        if missing:
+            raise SweepConfigError(f"{config.source}: no regime {missing}; it has {', '.join(config.regimes)}")
+        config = replace(config, regimes={name: config.regimes[name] for name in regimes})
+    raw_lists = {"methods": methods, "ks": ks, "seeds": seeds}
+    changes = {key: tuple(value) for key, value in raw_lists.items() if value is not None}
+    return replace(config, **changes)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Checked values and line numbers
+# ----------------------------------------------------------------------------------------------------
+
+
+def _as_list(value: Any, key: str, fail) -> list:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    fail(key, f"expected a list, found {value!r}")
+
+
+def _number(value: Any, convert, key: str, fail):
+    # YAML 1.1 reads 3e-5 (no dot) as a string: accept it as the number it plainly is.
+    if isinstance(value, bool):
+        fail(key, f"expected a number, found {value!r}")
+    try:
+        number = convert(value)
+    except (TypeError, ValueError):
+        fail(key, f"expected a number, found {value!r}")
+    if convert is int and number != float(value):
+        fail(key, f"expected a whole number, found {value!r}")
+    return number
+
+
+def _positive_int(value, key, fail) -> int:
+    number = _number(value, int, key, fail)
+    if number < 1:
+        fail(key, f"expected a positive whole number, found {value!r}")
+    return number
+
+
+def _non_negative_int(value, key, fail) -> int:
+    number = _number(value, int, key, fail)
+    if number < 0:
+        fail(key, f"expected a seed index >= 0, found {value!r}")
+    return number
+
+
+def _positive_float(value, key, fail) -> float:
+    number = _number(value, float, key, fail)
+    if not number > 0:
+        fail(key, f"expected a positive learning rate, found {value!r}")
+    return number
+
+
+def _set_dotted(raw: dict, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    mapping = raw
+    for part in parents:
+        mapping = mapping.setdefault(part, {})
+        if not isinstance(mapping, dict):
+            raise SweepConfigError(f"--set {dotted}: {part} is not a mapping")
+    mapping[last] = value
+
+
+def _line_index(node) -> dict[str, int]:
+    """Dotted key -> 1-based line of the key in the file, for error messages."""
+    lines: dict[str, int] = {}
+
+    def walk(current, prefix: str) -> None:
+        if isinstance(current, yaml.MappingNode):
+            for key_node, value_node in current.value:
+                dotted = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+                lines[dotted] = key_node.start_mark.line + 1
+                walk(value_node, dotted)
+
+    walk(node, "")
+    return lines

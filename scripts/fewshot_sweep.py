@@ -24,13 +24,17 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
+from dwatt.experiments.sweep.config import SweepConfigError
 from dwatt.experiments.sweep.runner import SweepArguments, parse_shard, run_sweep
 from dwatt.experiments.sweep.summary import write_summary
 
 
 def main(argv=None):
     (args,) = HfArgumentParser(SweepArguments, description=__doc__).parse_args_into_dataclasses(args=argv)
-    config = args.load()
+    try:
+        config = args.load()
+    except SweepConfigError as error:  # names the file and line: no traceback needed
+        raise SystemExit(str(error)) from None
     if args.summary_only:
         results_dir = Path(args.output_root) / config.name
         if not results_dir.is_dir():

@@ -529,8 +529,10 @@ def test_two_shards_started_at_once_on_a_new_sweep_both_go_on(tmp_path):
     """sweep.json was written outside the lock: one of two shards died on the shared temp file."""
     import threading
 
+    from dwatt.experiments.sweep.config import load_sweep_config
     from dwatt.experiments.sweep.store import RUNS_FILE, RunsFile, check_settings
-    from dwatt.protocol import SweepSettings
+
+    fixed = load_sweep_config(ROOT / "configs" / "sweeps" / "wnut16-tuned.yaml").fixed_part()
 
     results_dir = tmp_path / "new-sweep"
     results_dir.mkdir()
@@ -540,7 +542,7 @@ def test_two_shards_started_at_once_on_a_new_sweep_both_go_on(tmp_path):
         try:
             barrier.wait()
             with RunsFile(results_dir / RUNS_FILE).locked():
-                check_settings(results_dir, SweepSettings())
+                check_settings(results_dir, fixed)
         except Exception as error:  # noqa: BLE001 - collected and asserted below
             errors.append(error)
 
@@ -549,7 +551,7 @@ def test_two_shards_started_at_once_on_a_new_sweep_both_go_on(tmp_path):
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == [] and json.loads((results_dir / "sweep.json").read_text())["max_steps"] == 300
+    assert errors == [] and json.loads((results_dir / "sweep.json").read_text())["settings"]["max_steps"] == 200
     assert sorted(path.name for path in results_dir.iterdir()) == [".runs.csv.lock", "sweep.json"]
 
 
@@ -770,16 +772,18 @@ def test_mlm_blocks_are_capped_by_the_backbones_positions(tiny_bert_dir):
 
 
 def test_sweep_command_line_mistakes_are_named(tmp_path):
-    from dwatt.experiments.sweep.runner import SweepArguments
+    from dwatt.experiments.sweep.runner import parse_shard
 
     with pytest.raises(ValueError, match=r"--shard 'abc': expected i/n"):
-        SweepArguments(name="x", shard="abc").plan()  # before: int() of 'abc'
-    completed = run_script(
-        "fewshot_sweep.py", "--name", "typo", "--summary_only", "--output_root", tmp_path, cwd=tmp_path
-    )
+        parse_shard("abc")  # before: int() of 'abc'
+    config = ROOT / "configs" / "sweeps" / "wnut16-tuned.yaml"
+    completed = run_script("fewshot_sweep.py", "--config", config, "--summary_only", "--output_root", tmp_path,
+                           cwd=tmp_path)  # fmt: skip
     assert (
-        completed.returncode != 0 and "no sweep named 'typo'" in completed.stderr
+        completed.returncode != 0 and "has no results yet" in completed.stderr
     )  # before: "no finished runs yet", exit 0
+    completed = run_script("fewshot_sweep.py", "--config", tmp_path / "typo.yaml", "--summary_only", cwd=tmp_path)
+    assert completed.returncode != 0 and "typo.yaml: no such file; expected a sweep config" in completed.stderr
 
 
 def test_push_and_analysis_of_a_missing_folder_say_so(tmp_path):

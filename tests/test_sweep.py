@@ -1,26 +1,32 @@
-"""Few-shot sweep machinery: paired statistics, run arguments, the test-split callback, and a tiny
-end-to-end sweep that is resumed, widened and interrupted."""
+"""The config-driven sweep: config checks, the rate choice (dev only), run arguments, the test-split callback
+and its per-sentence counts, and tiny end-to-end sweeps that tune, resume, get killed and widen."""
 
+import csv
 import importlib.util
 import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from transformers import AutoConfig, TrainerCallback
+from transformers import TrainerCallback
 
-from dwatt.experiments.budget import fusion_budget
-from dwatt.experiments.stats import paired_difference
+from dwatt.experiments.stats import f1_from_counts, paired_difference
 from dwatt.experiments.sweep import runner as sweep_runner
+from dwatt.experiments.sweep.config import SweepConfigError, load_sweep_config, parse_sweep_config
 from dwatt.experiments.sweep.evaluator import TestSplitEvaluator, tokenized_test_split
-from dwatt.experiments.sweep.runner import parse_seeds, plan_runs, run_sweep, run_values, shard_of
-from dwatt.experiments.sweep.store import RunKey, RunsFile
-from dwatt.experiments.sweep.summary import best_dev_scores, step_difference_table
-from dwatt.protocol import DEFAULT_NER_JOB, METHODS, SweepSettings
+from dwatt.experiments.sweep.runner import plan_slots, run_sweep, run_values, shard_of
+from dwatt.experiments.sweep.selection import choose_rates
+from dwatt.experiments.sweep.store import RunKey, RunsFile, SentenceCounts, decode_counts, encode_counts
+from dwatt.experiments.sweep.summary import RunPoints, steps_to_fraction
+from dwatt.protocol import METHODS
 from dwatt.tasks.ner import parse_run_values, run_ner
 
 ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).with_name("fixtures")
+WNUT_CONFIG = ROOT / "configs" / "sweeps" / "wnut16-tuned.yaml"
+CONLL_CONFIG = ROOT / "configs" / "sweeps" / "conll03-bert-base.yaml"
 T_975_DF2 = 4.302652729749462  # Student t quantile 0.975 with 2 degrees of freedom (tables: 4.303)
 
 
@@ -33,28 +39,133 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def tiny_settings(model_dir, **overrides) -> SweepSettings:
-    # No test tweet is cut at 128 sub-words, so the callback and --do_predict score the same words.
-    fields = dict(model_name_or_path=str(model_dir), max_steps=4, eval_every=2, max_eval_samples=16,
-                  max_predict_samples=16, max_seq_length=128, learning_rate=5e-4)  # fmt: skip
-    return SweepSettings(**{**fields, **overrides})
+def tiny_overrides(model_dir, rates=(5e-4, 5e-3)) -> list[str]:
+    """A committed config shrunk to a tiny backbone, 4 steps, small dev/test slices and one full regime."""
+    return [
+        f"backbone={model_dir}",
+        "settings={max_steps: 4, eval_every: 2, max_eval_samples: 16, max_predict_samples: 16}",
+        f"regimes={{full: {{learning_rates: [{', '.join(map(str, rates))}]}}}}",
+        "selection.tuning_seeds=[0]",
+    ]
 
 
 def load_script(name: str):
-    """A module of scripts/ (not a package), loaded by path."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def load_cli():
-    return load_script("fewshot_sweep")
+def dev_row(regime, rate, method, k, seed, step, f1, split="dev"):
+    return {"regime": regime, "learning_rate": rate, "method": method, "k": k, "seed": seed, "step": step,
+            "split": split, "f1": f1}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------
-# Statistics and arguments (no training)
+# Config, statistics and the rate choice (no training)
 # ----------------------------------------------------------------------------------------------------
+
+
+def test_committed_configs_load_and_plan_tuning_then_the_chosen_rate():
+    config = load_sweep_config(WNUT_CONFIG)
+    assert set(config.regimes) == {"full", "frozen", "lora"} and config.ks == (100, 500) and len(config.seeds) == 5
+    assert all(len(regime.learning_rates) == 3 for regime in config.regimes.values())
+    slots = plan_slots(config)
+    # Per regime x method x K: 3 rates x 2 tuning seeds, then 3 more seeds at the chosen rate.
+    assert len(slots) == 3 * 5 * 2 * (3 * 2 + 3) == 270
+    tuning = [slot for slot in slots if slot.learning_rate is not None]
+    assert {slot.seed for slot in tuning} == {0, 1} and {slot.seed for slot in slots if slot not in tuning} == {2, 3, 4}
+    assert [slot.regime for slot in slots] == sorted((slot.regime for slot in slots), key=list(config.regimes).index)
+    shards = [shard_of(slots, (index, 2)) for index in range(2)]
+    assert sorted(map(repr, shards[0] + shards[1])) == sorted(map(repr, slots))
+
+    conll = load_sweep_config(CONLL_CONFIG.as_posix(), [
+        f"data.train_file={FIXTURES / 'conll2003_iob1_sample.txt'}",
+        f"data.validation_file={FIXTURES / 'conll2003_iob1_dev.txt'}",
+        f"data.test_file={FIXTURES / 'conll2003_iob1_dev.txt'}",
+    ])  # fmt: skip
+    assert conll.settings.model_name_or_path == "bert-base-cased" and conll.settings.max_steps == 1000
+
+
+@pytest.mark.parametrize(
+    "text, line, message",
+    [
+        ("name: x\nmethods: [last, nope]\nks: [1]\nregimes: {full: {learning_rates: [1e-4]}}\n", 2, "unknown ['nope']"),
+        (
+            "name: x\nmethods: [last]\nks: [1]\nregimes:\n  full:\n    learning_rates: [0.1, -1]\n",
+            6,
+            "positive learning",
+        ),
+        (
+            "name: x\nmethods: [last]\nks: [1]\nregimes: {full: {learning_rates: [1e-4]}}\nsettings:\n  max_step: 3\n",
+            6,
+            "unknown key",
+        ),
+        (
+            "name: x\nmethods: [last]\nks: [1]\nseeds: 2\nselection: {tuning_seeds: [5]}\n"
+            "regimes: {full: {learning_rates: [1e-4]}}\n",
+            5,
+            "expected some of the seeds",
+        ),
+        (
+            "name: x\nmethods: [last]\nks: [1]\n"
+            "regimes: {lora: {learning_rates: [1], lora_r: 2, freeze_backbone: true}}\n",
+            4,
+            "both set",
+        ),
+        (
+            "name: x\nmethods: [last]\nks: [1]\ndata: {train_file: /no/such.txt}\n"
+            "regimes: {full: {learning_rates: [1]}}\n",
+            4,
+            "/no/such.txt is not a file",
+        ),
+        ("name: x\nmethods: [last\n", 3, "invalid YAML"),
+    ],
+)
+def test_config_errors_name_the_file_and_line(tmp_path, text, line, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(SweepConfigError) as caught:
+        load_sweep_config(path)
+    assert str(caught.value).startswith(f"{path}:{line}:") and message in str(caught.value), str(caught.value)
+
+
+def test_yaml_rates_without_a_dot_and_overrides():
+    raw = {"name": "x", "methods": ["last"], "ks": [1], "regimes": {"full": {"learning_rates": ["3e-5", 1e-4]}}}
+    assert parse_sweep_config(raw).regimes["full"].learning_rates == (3e-5, 1e-4)  # YAML 1.1 reads 3e-5 as text
+    with pytest.raises(SweepConfigError, match="expected key.path=value"):
+        load_sweep_config(WNUT_CONFIG, ["settings.max_steps"])
+
+
+def test_the_rate_is_chosen_on_mean_dev_f1_of_the_tuning_seeds_and_test_never_enters():
+    config = parse_sweep_config({
+        "name": "x", "methods": ["last"], "ks": [8], "seeds": 3, "selection": {"tuning_seeds": [0, 1]},
+        "regimes": {"full": {"learning_rates": [1e-4, 1e-3]}, "fixed": {"learning_rates": [5e-4]}},
+    })  # fmt: skip
+    rows = [
+        # 1e-4: dev 0.30 and 0.50 at the last step (mean 0.40); an earlier, higher dev point does not count
+        dev_row("full", 1e-4, "last", 8, 0, 4, 0.30), dev_row("full", 1e-4, "last", 8, 0, 2, 0.90),
+        dev_row("full", 1e-4, "last", 8, 1, 4, 0.50),
+        # 1e-3: dev 0.45 and 0.45 (mean 0.45), test far worse: 1e-3 is chosen all the same
+        dev_row("full", 1e-3, "last", 8, 0, 4, 0.45), dev_row("full", 1e-3, "last", 8, 1, 4, 0.45),
+        dev_row("full", 1e-4, "last", 8, 0, 4, 0.99, "test"), dev_row("full", 1e-3, "last", 8, 0, 4, 0.01, "test"),
+        dev_row("full", 1e-3, "last", 8, 2, 4, 0.99),  # a non-tuning seed: ignored by the choice
+    ]  # fmt: skip
+    choices = choose_rates(rows, config)
+    assert choices[("full", "last", 8)].learning_rate == 1e-3
+    assert choices[("full", "last", 8)].dev_by_rate == pytest.approx({1e-4: 0.40, 1e-3: 0.45})
+    assert choices[("fixed", "last", 8)].learning_rate == 5e-4  # one rate: nothing to tune
+    assert ("full", "last", 8) not in choose_rates(rows[:-4], config)  # a tuning run missing: no choice yet
+    best = parse_sweep_config({**config_raw(config), "selection": {"tuning_seeds": [0, 1], "point": "best"}})
+    assert choose_rates(rows, best)[("full", "last", 8)].learning_rate == 1e-4  # (0.90 + 0.50) / 2 > 0.45
+    tie = [dict(row, f1=0.5) for row in rows if row["split"] == "dev"]
+    assert choose_rates(tie, config)[("full", "last", 8)].learning_rate == 1e-4  # ties: the rate listed first
+
+
+def config_raw(config):
+    return {"name": config.name, "methods": list(config.methods), "ks": list(config.ks), "seeds": list(config.seeds),
+            "regimes": {n: {"learning_rates": list(r.learning_rates), **r.model_values}
+                        for n, r in config.regimes.items()}}  # fmt: skip
 
 
 def test_paired_difference_interval_on_hand_made_numbers():
@@ -64,84 +175,48 @@ def test_paired_difference_interval_on_hand_made_numbers():
     assert (diff.mean, diff.n) == (2.0, 3)
     assert diff.low == pytest.approx(2.0 - half_width, abs=1e-12)
     assert diff.high == pytest.approx(2.0 + half_width, abs=1e-12)
-    assert diff.low == pytest.approx(-0.4841377117503303, abs=1e-12)
-    assert not diff.significant  # the interval holds 0
-    assert paired_difference([3.0, 4.0, 5.0], [1.0, 1.0, 1.0]).significant  # mean 3, interval [0.52, 5.48]
-    assert paired_difference([-3.0, -4.0, -5.0], [0.0, 0.0, 0.0]).significant  # below 0 counts too
+    assert not diff.significant
+    assert paired_difference([3.0, 4.0, 5.0], [1.0, 1.0, 1.0]).significant
     single = paired_difference([0.7], [0.5])
     assert single.mean == pytest.approx(0.2) and single.low is None and not single.significant
-    with pytest.raises(ValueError, match="paired"):
-        paired_difference([0.1, 0.2], [0.1])
 
 
-def test_step_differences_pair_seeds_at_each_eval_point():
-    """Step efficiency with intervals: at each step, dwatt minus last over the seeds both have there."""
-
-    def row(method, seed, step, f1):
-        return {"method": method, "k": 16, "seed": seed, "step": step, "split": "test", "f1": f1}
-
-    rows = [row("last", seed, step, 0.1 * seed + 0.01 * step) for seed in range(3) for step in (2, 4)]
-    rows += [row("dwatt", seed, 2, 0.1 * seed + 0.02 + (seed + 1) / 100) for seed in range(3)]  # +1, +2, +3 points
-    rows += [row("dwatt", seed, 4, 0.1 * seed + 0.01 * 4 - 0.05) for seed in range(2)]  # -5 points, 2 seeds
-    rows += [row("dwatt", 0, 4, 0.9) | {"split": "dev"}]  # dev rows never enter test differences
-    table = step_difference_table(rows, ["last", "dwatt"], 16, "last")
-    assert table[0] == "| method | step 2 | step 4 |"
-    half_width = 100 * 0.01 * T_975_DF2 / math.sqrt(3)  # differences 1, 2, 3 points: sd 1 point
-    step2, step4 = (cell.strip() for cell in table[2].split("|")[2:4])
-    assert step2 == f"+2.00 [{2 - half_width:+.2f}, {2 + half_width:+.2f}] (3)"
-    assert step4 == "-5.00 [-5.00, -5.00] (2) **sig**"  # identical differences: a zero-width interval
-    assert len(table) == 3  # the baseline gets no row of its own
+def test_best_dev_point_and_steps_to_ninety_percent():
+    key = RunKey("dwatt", 16, 0, "full", 1e-4)
+    rows = [dev_row("full", 1e-4, "dwatt", 16, 0, step, f1) for step, f1 in ((50, 0.4), (100, 0.3), (150, 0.4))]
+    points = RunPoints(rows)
+    assert points.best_dev_step(key) == 50 and points.last_step(key) == 150  # ties: the earlier step
+    assert steps_to_fraction({25: 0.1, 50: 0.37, 75: 0.5, 100: 0.4}) == 50  # 90% of the final 0.40 is 0.36
+    assert steps_to_fraction({25: 0.0, 50: 0.0}) == 25  # a run that never learned reaches 90% of 0 at once
 
 
-def test_best_dev_point_picks_each_runs_test_score_where_dev_peaked():
-    def rows(method, seed, dev_by_step, test_by_step):
-        return [{"method": method, "k": 16, "seed": seed, "step": step, "split": split, "f1": f1}
-                for split, by_step in (("dev", dev_by_step), ("test", test_by_step))
-                for step, f1 in by_step.items()]  # fmt: skip
-
-    table = [
-        *rows("dwatt", 0, {50: 0.4, 100: 0.3, 150: 0.4}, {50: 0.35, 100: 0.5, 150: 0.2}),  # tie: earlier step
-        *rows("dwatt", 1, {50: 0.1, 100: 0.6}, {50: 0.9, 100: 0.25}),
-        *rows("last", 0, {50: 0.2}, {}),  # a point without test F1 is never chosen
-    ]
-    assert best_dev_scores(table) == {("dwatt", 16): {0: 0.35, 1: 0.25}}
+def test_counts_round_trip_and_replace(tmp_path):
+    counts = np.array([[0, 0, 0], [1, 2, 1], [300, 301, 302]])
+    assert np.array_equal(decode_counts(encode_counts(counts), 3), counts)
+    with pytest.raises(ValueError, match=r"\[sentences, 3\]"):
+        encode_counts(np.array([[-1, 0, 0]]))
+    store = SentenceCounts(tmp_path / "counts.jsonl")
+    key = RunKey("last", 8, 0, "full", 1e-4)
+    store.replace_run(key, {"sentences": 3, "points": {"4": encode_counts(counts)}})
+    store.replace_run(key, {"sentences": 3, "points": {"4": encode_counts(counts * 0)}})  # a re-run replaces
+    assert list(store.read()) == [key] and not store.read()[key][4].any()
 
 
-def test_run_arguments_differ_only_in_method_flags_and_pair_seeds():
-    settings = SweepSettings()
+def test_run_arguments_pair_seeds_and_apply_the_regime():
+    config = load_sweep_config(WNUT_CONFIG)
     parsed = {}
-    for method in METHODS:
-        parsed[method] = parse_run_values(run_values(settings, RunKey(method, 100, 3), "out"))
-    default_model, _, default_training = parse_run_values(DEFAULT_NER_JOB)
-    for model_args, data_args, training_args in parsed.values():
+    for regime in config.regimes.values():
+        for method in METHODS:
+            key = RunKey(method, 100, 3, regime.name, regime.learning_rates[1])
+            parsed[(regime.name, method)] = parse_run_values(run_values(config, key, "out"))
+    for (regime, _), (model_args, data_args, training_args) in parsed.items():
         assert (data_args.few_shot_k, data_args.few_shot_seed, training_args.seed) == (100, 3, 3)
-        # run_ner's default-job hyper-parameters, the same for every method
-        assert model_args.fusion_learning_rate == default_model.fusion_learning_rate is None  # one rate
-        for name in ("learning_rate", "max_steps", "warmup_steps", "lr_scheduler_type", "weight_decay",
-                     "per_device_train_batch_size", "per_device_eval_batch_size", "optim"):  # fmt: skip
-            assert getattr(training_args, name) == getattr(default_training, name), name
-        assert training_args.learning_rate == 1e-4 and training_args.max_steps == 300
-        assert training_args.per_device_train_batch_size == 16 and training_args.save_strategy == "no"
-        assert training_args.eval_strategy == "steps" and training_args.eval_steps == 50
-        assert model_args.deeper_num_layers is None  # deeper is budget-matched by the model itself
-    assert parsed["dwatt_sqrt_d"][0].fusion == "dwatt" and parsed["dwatt_sqrt_d"][0].dwatt_scale == "sqrt_d"
-    assert parsed["dwatt"][0].dwatt_scale == "none" and parsed["scalar_mix"][0].fusion == "scalar_mix"
-
-    identity = SweepSettings(fusion_init="identity", freeze_backbone=True)
-    init = {m: parse_run_values(run_values(identity, RunKey(m, 50, 0), "out"))[0] for m in METHODS}
-    assert {m for m, args in init.items() if args.fusion_init == "identity"} == {
-        "dwatt",
-        "dwatt_sqrt_d",
-        "concat",
-        "last",
-    }
-    assert all(args.freeze_backbone for args in init.values())
-    assert parse_seeds("3") == [0, 1, 2] and parse_seeds("0,5, 7") == [0, 5, 7]
-
-    plan = plan_runs(["last", "dwatt"], [50, 100], [0, 1])
-    assert plan[:4] == [RunKey("last", 50, 0), RunKey("dwatt", 50, 0), RunKey("last", 100, 0), RunKey("dwatt", 100, 0)]
-    shards = [shard_of(plan, (index, 3)) for index in range(3)]
-    assert sorted(key for shard in shards for key in shard) == sorted(plan)  # each run in exactly one shard
+        assert training_args.learning_rate == config.regimes[regime].learning_rates[1]
+        assert training_args.max_steps == 200 and training_args.warmup_steps == 20
+        assert training_args.eval_strategy == "steps" and training_args.eval_steps == 25
+        assert model_args.freeze_backbone == (regime == "frozen") and model_args.fusion_learning_rate is None
+        assert model_args.lora_r == (8 if regime == "lora" else None)
+    assert parsed[("full", "dwatt_sqrt_d")][0].dwatt_scale == "sqrt_d"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -149,25 +224,30 @@ def test_run_arguments_differ_only_in_method_flags_and_pair_seeds():
 # ----------------------------------------------------------------------------------------------------
 
 
-def test_test_split_callback_scores_as_run_ner_predict(tiny_bert_dir, tmp_path, one_thread):
-    """At the last step the callback's test scores equal run_ner's own --do_predict, dev the same, and
-    training is exactly what it is without the callback (it draws no random numbers)."""
-    values = run_values(tiny_settings(tiny_bert_dir), RunKey("dwatt", 16, 0), tmp_path / "run")
-    model_args, data_args, training_args = parse_run_values({**values, "do_predict": True})
+def test_test_split_callback_scores_and_counts_as_run_ner_predict(tiny_bert_dir, tmp_path, one_thread):
+    """At the last step the callback's test scores equal run_ner's own --do_predict, its per-sentence counts
+    give the same F1, and training is exactly what it is without the callback."""
+    config = load_sweep_config(WNUT_CONFIG, tiny_overrides(tiny_bert_dir))
+    key = RunKey("dwatt", 16, 0, "full", 5e-4)
+    model_args, data_args, training_args = parse_run_values({**run_values(config, key, tmp_path / "a"),
+                                                             "do_predict": True})  # fmt: skip
     test_dataset, label_list, collator = tokenized_test_split(model_args, data_args)
     evaluator = TestSplitEvaluator(test_dataset, label_list, collator, training_args.per_device_eval_batch_size)
     results = run_ner(model_args, data_args, training_args, callbacks=[evaluator])
 
-    assert sorted(evaluator.points) == [2, 4]  # run_ner's final --do_eval at step 4 is not recorded twice
+    assert sorted(evaluator.points) == [2, 4]
     final = evaluator.points[4]
     for name in ("f1", "precision", "recall", "accuracy"):
         assert final["test"][name] == pytest.approx(results[f"predict_overall_{name}"], abs=1e-9), name
         assert final["dev"][name] == pytest.approx(results[f"eval_overall_{name}"], abs=1e-9), name
-    assert 0.3 < final["test"]["accuracy"] < 1.0  # a real comparison even while F1 is still 0
-    assert evaluator.trainable_parameters > 0
+    for step, point in evaluator.points.items():
+        counts = evaluator.sentence_counts[step]
+        assert counts.shape == (16, 3) and counts[:, 2].sum() > 0
+        assert f1_from_counts(counts.sum(axis=0)) == pytest.approx(point["test"]["f1"], abs=1e-12)
+    kept = evaluator.kept_counts()
+    assert kept["sentences"] == 16 and "4" in kept["points"]
 
-    plain = run_values(tiny_settings(tiny_bert_dir), RunKey("dwatt", 16, 0), tmp_path / "plain")
-    without = run_ner(*parse_run_values(plain))
+    without = run_ner(*parse_run_values(run_values(config, key, tmp_path / "b")))
     assert (without["train_loss"], without["eval_loss"]) == (results["train_loss"], results["eval_loss"])
 
 
@@ -182,69 +262,81 @@ class FailAtStep(TrainerCallback):
             raise RuntimeError("simulated kill")
 
 
-def test_tiny_sweep_writes_results_resumes_and_redoes_a_killed_run(tiny_bert_dir, tmp_path, monkeypatch, one_thread):
-    cli = load_cli()
-    results_dir, work_dir = tmp_path / "results" / "tiny", tmp_path / "work"
-    common = ["--name", "tiny", "--ks", "16", "--max_steps", "4", "--eval_every", "2", "--learning_rate", "5e-4",
-              "--model_name_or_path", str(tiny_bert_dir), "--max_eval_samples", "16", "--max_predict_samples", "16",
-              "--max_seq_length", "128", "--output_root", str(tmp_path / "results"), "--work_dir", str(work_dir),
+def test_smoke_sweep_tunes_from_a_config_resumes_and_redoes_a_killed_run(tiny_bert_dir, tmp_path, monkeypatch,
+                                                                        one_thread):  # fmt: skip
+    """2 methods x 2 rates on tuning seed 0, then seed 1 at each method's chosen rate: the chosen rate is the one
+    with the better dev F1, and rewriting every test score does not change it."""
+    cli = load_script("fewshot_sweep")
+    results_dir, work_dir = tmp_path / "results" / "wnut16-tuned", tmp_path / "work"
+    common = ["--config", str(WNUT_CONFIG), "--set", *tiny_overrides(tiny_bert_dir), "--methods", "last,dwatt",
+              "--ks", "16", "--output_root", str(tmp_path / "results"), "--work_dir", str(work_dir),
               "--no_progress"]  # fmt: skip
-    cli.main([*common, "--methods", "last,dwatt", "--seeds", "1"])
+    cli.main([*common, "--seeds", "2"])
 
     runs = RunsFile(results_dir / "runs.csv")
     rows = runs.read()
-    points = sorted((r["method"], r["step"], r["split"]) for r in rows)
-    assert points == sorted((m, step, split) for m in ("last", "dwatt") for step in (2, 4) for split in ("dev", "test"))
-    assert all(r["k"] == 16 and r["seed"] == 0 and 0 <= r["f1"] <= 1 and r["wall_seconds"] > 0 for r in rows)
-    parameters = {r["method"]: (r["fusion_parameters"], r["trainable_parameters"]) for r in rows}
-    assert parameters["last"][0] == 0 and parameters["dwatt"][0] > 0
-    assert parameters["dwatt"][1] - parameters["last"][1] == parameters["dwatt"][0]  # same backbone and head
-
+    keys = {RunKey.of(row) for row in rows}
+    tuning = {key for key in keys if key.seed == 0}
+    assert {(key.method, key.learning_rate) for key in tuning} == {
+        (m, r) for m in ("last", "dwatt") for r in (5e-4, 5e-3)
+    }
+    for method in ("last", "dwatt"):
+        dev = {key.learning_rate: row["f1"] for row in rows for key in [RunKey.of(row)]
+               if key.method == method and key.seed == 0 and row["split"] == "dev" and row["step"] == 4}  # fmt: skip
+        (second,) = [key for key in keys if key.method == method and key.seed == 1]
+        assert second.learning_rate == max((5e-4, 5e-3), key=lambda rate: (dev[rate], rate == 5e-4)), dev
+    counts = SentenceCounts(results_dir / "sentence_counts.jsonl").read()
+    assert set(counts) == keys
     summary = (results_dir / "summary.md").read_text()
-    dwatt_budget = fusion_budget(AutoConfig.from_pretrained(tiny_bert_dir), "dwatt").fusion_parameters
-    for text in (
-        "## Test F1",
-        "## Dev F1",
-        "best dev point",
-        "vs `last`",
-        "| last |",
-        "| dwatt |",
-        "K=16",
-        f"{dwatt_budget:,}",
-        "step 4",
-    ):
+    for text in ("## Regime `full`", "Chosen learning rate", "vs `last`", "bootstrap", "Holm", "steps to 90%"):
         assert text in summary, text
-    assert re.search(r"\| last \| \d+\.\d \(1\) \|", summary)  # one seed: a mean, no spread
+    assert re.search(r"\| dwatt \| [+-]\d+\.\d \[[^]]+\] \[[^]]+\] p=", summary)  # t and bootstrap intervals
     for plot in ("f1_vs_k.png", "f1_vs_step.png"):
         assert (results_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not list(work_dir.rglob("*.safetensors")) and list(work_dir.rglob("trainer_state.json"))
+    assert not list(work_dir.rglob("*.safetensors"))
+
+    # Test never enters the choice: the same runs with every test F1 rewritten give the same rates.
+    config = load_sweep_config(WNUT_CONFIG, tiny_overrides(tiny_bert_dir))
+    flipped = [dict(row, f1=1.0 - row["f1"]) if row["split"] == "test" else row for row in rows]
+    assert {c: v.learning_rate for c, v in choose_rates(flipped, config).items()} == {
+        c: v.learning_rate for c, v in choose_rates(rows, config).items()
+    }
 
     # Same command again: nothing is trained, nothing written twice.
     before = (results_dir / "runs.csv").read_text()
     monkeypatch.setattr(sweep_runner, "run_one", lambda *args, **kwargs: pytest.fail("a finished run was run again"))
-    cli.main([*common, "--methods", "last,dwatt", "--seeds", "1"])
+    cli.main([*common, "--seeds", "2"])
     assert (results_dir / "runs.csv").read_text() == before
     monkeypatch.undo()
-    with pytest.raises(ValueError, match="other settings"):  # hyper-parameters are fixed per sweep name
-        cli.main([*common, "--max_steps", "6", "--methods", "last", "--seeds", "1"])
+    with pytest.raises(ValueError, match="other settings"):  # the fixed part of a sweep cannot change
+        cli.main([*common, "--seeds", "2"] + ["--set", *tiny_overrides(tiny_bert_dir), "settings.max_steps=6"])
 
-    # Widen the sweep to seed 1 and kill its run midway: no rows, the earlier rows untouched.
-    settings = tiny_settings(tiny_bert_dir)
+    # Widen to seed 2 and kill its first run midway: no rows, the earlier rows untouched; then redo it.
     with pytest.raises(RuntimeError, match="simulated kill"):
-        run_sweep("tiny", ["last"], [16], [0, 1], settings, tmp_path / "results", work_dir,
-                  callbacks=[FailAtStep(1)], progress=False)  # fmt: skip
+        run_sweep(config.__class__(**{**config.__dict__, "methods": ("last",), "ks": (16,), "seeds": (0, 1, 2)}),
+                  tmp_path / "results", work_dir, callbacks=[FailAtStep(1)], progress=False)  # fmt: skip
     assert (results_dir / "runs.csv").read_text() == before
-    assert (work_dir / "tiny" / "last-k16-s1").is_dir()  # the killed run's leftovers
-    (results_dir / "runs.csv.tmp.12345").write_text("last,16,1,2,dev,0.5")  # as if killed while writing
-
-    cli.main([*common, "--methods", "last", "--seeds", "2"])  # redoes exactly the killed run
+    (results_dir / "runs.csv.tmp.12345").write_text("full,0.0005,last,16,2,2,dev,0.5")  # as if killed while writing
+    cli.main([*common, "--methods", "last", "--seeds", "3"])
     text = (results_dir / "runs.csv").read_text()
     assert text.startswith(before) and not list(results_dir.glob("runs.csv.tmp.*"))
-    rows = runs.read()
-    keys = [(r["method"], r["k"], r["seed"], r["step"], r["split"]) for r in rows]
-    assert len(keys) == len(set(keys)) == 12
-    assert sorted(k for k in keys if k[:3] == ("last", 16, 1)) == [
-        ("last", 16, 1, step, split) for step in (2, 4) for split in ("dev", "test")
-    ]
-    summary = (results_dir / "summary.md").read_text()
-    assert re.search(r"\| last \| \d+\.\d ± \d+\.\d \(2\) \|", summary)  # two seeds at K=16: mean ± std
+    with open(results_dir / "runs.csv", newline="") as handle:
+        seeds = {(row["method"], row["seed"]) for row in csv.DictReader(handle)}
+    assert ("last", "2") in seeds and ("dwatt", "2") not in seeds
+
+
+def test_paper_config_runs_mechanically_on_the_conll_fixture(tiny_bert_dir, tmp_path, one_thread):
+    """The CoNLL-03 config, pointed at the IOB1 fixture and a tiny backbone: every regime runs and tunes."""
+    sample, dev = FIXTURES / "conll2003_iob1_sample.txt", FIXTURES / "conll2003_iob1_dev.txt"
+    config = load_sweep_config(CONLL_CONFIG, [
+        f"backbone={tiny_bert_dir}", f"data.train_file={sample}", f"data.validation_file={dev}",
+        f"data.test_file={dev}", "settings={max_steps: 2, eval_every: 2, eval_batch_size: 8}",
+        "regimes.full.learning_rates=[1e-3, 1e-2]", "regimes.frozen.learning_rates=[1e-2]",
+        "regimes.lora.learning_rates=[1e-2]", "selection.tuning_seeds=[0]",
+    ])  # fmt: skip
+    config = config.__class__(**{**config.__dict__, "methods": ("last", "dwatt_sqrt_d"), "ks": (2,), "seeds": (0,)})
+    results_dir = run_sweep(config, tmp_path / "results", tmp_path / "work", progress=False)
+    keys = {RunKey.of(row) for row in RunsFile(results_dir / "runs.csv").read()}
+    assert {(key.regime, key.learning_rate) for key in keys} == {("full", 1e-3), ("full", 1e-2), ("frozen", 1e-2),
+                                                                  ("lora", 1e-2)}  # fmt: skip
+    assert "## Regime `lora`" in (results_dir / "summary.md").read_text()

@@ -104,6 +104,9 @@ class DWAttConfig(PretrainedConfig):
         dwatt_scale (`str`, defaults to `"sqrt_d"`): `"sqrt_d"` (q·k/√d) or `"none"` (the paper's equations as
             cited). `"sqrt_d"` had the better dev F1 at every K of the WNUT-16 sweep (results/wnut16/summary.md);
             checkpoints saved with `"none"` keep it (the value is always written to config.json).
+        dwatt_recompute_values (`bool`, defaults to `True`): in training, keep only each value MLP's input and
+            output for backward and recompute its inner activations (GELU, LayerNorms) there: DWAtt's saved
+            activations shrink to about its share of the weights for a few percent more time. Same gradients.
         fusion_dropout (`float`, defaults to 0.0): probability of dropping a fused layer per token in training.
         fusion_init (`str`, defaults to `"paper"`): `"paper"` or `"identity"` (the model starts exactly as the
             unmodified backbone; dwatt and concat only).
@@ -127,6 +130,7 @@ class DWAttConfig(PretrainedConfig):
         dwatt_query_ratio: float = 0.5,
         dwatt_value_ratio: float = 0.5,
         dwatt_scale: str = "sqrt_d",
+        dwatt_recompute_values: bool = True,
         fusion_dropout: float = 0.0,
         fusion_init: str = "paper",
         scalar_mix_layer_norm: bool = False,
@@ -171,6 +175,10 @@ class DWAttConfig(PretrainedConfig):
         _ratio("dwatt_value_ratio", dwatt_value_ratio)
         if isinstance(dwatt_pos_dim, bool) or not isinstance(dwatt_pos_dim, int) or dwatt_pos_dim < 1:
             raise ValueError(f"DWAttConfig.dwatt_pos_dim={dwatt_pos_dim!r} is not valid; expected a positive integer")
+        if not isinstance(dwatt_recompute_values, bool):
+            raise ValueError(
+                f"DWAttConfig.dwatt_recompute_values={dwatt_recompute_values!r} is not valid; expected true or false"
+            )
         if not isinstance(fusion_dropout, (int, float)) or not 0.0 <= fusion_dropout < 1.0:
             raise ValueError(f"DWAttConfig.fusion_dropout={fusion_dropout!r} is not valid; expected a float in [0, 1)")
         for field, value in (
@@ -204,6 +212,7 @@ class DWAttConfig(PretrainedConfig):
         self.dwatt_query_ratio = dwatt_query_ratio
         self.dwatt_value_ratio = dwatt_value_ratio
         self.dwatt_scale = dwatt_scale
+        self.dwatt_recompute_values = dwatt_recompute_values
         self.fusion_dropout = fusion_dropout
         self.fusion_init = fusion_init
         self.scalar_mix_layer_norm = scalar_mix_layer_norm

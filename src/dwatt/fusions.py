@@ -61,6 +61,7 @@ KNOBS: dict[str, Knob] = {
         Knob("dwatt_pos_dim", int, "Size of DWAtt's learned depth embeddings (behind its keys)."),
         Knob("dwatt_query_ratio", float, "Bottleneck ratio of DWAtt's query MLP."),
         Knob("dwatt_value_ratio", float, "Bottleneck ratio of DWAtt's value MLPs."),
+        Knob("dwatt_recompute_values", bool, "Recompute DWAtt's value-MLP activations in backward (less memory)."),
         Knob("fusion_dropout", float, "Probability of dropping a fused layer per token in training."),
         Knob("fusion_init", str, "'paper', or 'identity': start exactly as the backbone.", choices=FUSION_INITS),
         Knob("scalar_mix_layer_norm", bool, "Layer-normalise each layer before the scalar mix."),
@@ -153,6 +154,7 @@ CATALOGUE: dict[str, Fusion] = {
                 "dwatt_pos_dim",
                 "dwatt_query_ratio",
                 "dwatt_value_ratio",
+                "dwatt_recompute_values",
                 "fusion_dropout",
                 "fusion_init",
             ),  # fmt: skip

@@ -3,7 +3,7 @@
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoTokenizer
+from transformers import AutoModel, AutoTokenizer
 
 from dwatt import DWAttForMaskedLM, DWAttForSequenceClassification, DWAttForTokenClassification, DWAttModel
 
@@ -70,3 +70,24 @@ def test_padding_does_not_change_real_tokens_after_from_backbone(minilm_path):
     with torch.no_grad():
         in_batch = model(**padded).logits[1, : alone["input_ids"].shape[1]]
         torch.testing.assert_close(in_batch, model(**alone).logits[0], rtol=1e-9, atol=1e-9)
+
+
+def test_from_backbone_keeps_the_tokenizer_for_the_saved_folder(tiny_bert_dir, tmp_path):
+    """Issue 21: `from_backbone(...).save_pretrained(folder)` wrote no tokenizer, so `AutoTokenizer` and
+    `pipeline` failed on the folder."""
+    from transformers import pipeline
+
+    model = DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), num_labels=3)
+    model.save_pretrained(tmp_path / "saved")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "saved")
+    original = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    assert tokenizer("hello world")["input_ids"] == original("hello world")["input_ids"]
+    tagger = pipeline("token-classification", model=str(tmp_path / "saved"), trust_remote_code=True)
+    assert isinstance(tagger("hello world"), list)
+
+    bare = tmp_path / "bare"  # a backbone folder without tokenizer files: the model still builds and saves
+    AutoModel.from_pretrained(tiny_bert_dir).save_pretrained(bare)
+    model = DWAttForTokenClassification.from_backbone(str(bare), num_labels=3)
+    assert model.backbone_tokenizer is None
+    model.save_pretrained(tmp_path / "saved-bare")
+    assert not (tmp_path / "saved-bare" / "tokenizer_config.json").exists()

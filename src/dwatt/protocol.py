@@ -24,15 +24,13 @@ DEFAULT_SEED_COUNT = 5
 
 @dataclass(frozen=True)
 class SweepSettings:
-    """The hyper-parameters every run of a sweep shares (and the default job uses); stored in `sweep.json`
-    and checked on resume.
+    """The hyper-parameters every run of a sweep shares (a config's `settings:`; stored in `sweep.json` and
+    checked on resume), and those of the default job.
 
-    Batch 16, eval batch 64, 300 steps, AdamW with linear decay and 10% warm-up (30 of 300 steps), lr 1e-4
-    (the best of {5e-5, 1e-4, 2e-4} for `last` on dev, then fixed for every method) for every parameter:
-    `fusion_learning_rate=None`. A separate 1e-3 for the fusion and head parameters was tried and dropped:
-    `last` scored no better on dev with it (31.7 vs 32.3, K=100, 3 seeds), and it made the fusions overfit
-    within 100 steps (results/wnut16-fusion-lr-1e-3/). Max length 128. The settings are the same for every
-    method, so the step budget is too.
+    Batch 16, eval batch 64, AdamW with linear decay and 10% warm-up, max length 128. `learning_rate` and
+    `freeze_backbone` are the default job's (300 steps at lr 1e-4, the best of {5e-5, 1e-4, 2e-4} for `last`
+    on dev); a sweep config sets the rate per run from its regime's grid and the regime's way of training
+    the backbone (`configs/sweeps/`), so they are not part of a config's settings.
     """
 
     model_name_or_path: str | None = field(default=None, metadata={"help": "Backbone (default: the bundled MiniLM)."})

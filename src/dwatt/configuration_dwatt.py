@@ -107,8 +107,8 @@ class DWAttConfig(PretrainedConfig):
         dwatt_recompute_values (`bool`, defaults to `False`): in training, run the value MLPs again in backward
             instead of storing their activations: same gradients; DWAtt's saved activations drop from 1.19x to
             1.02x the stock model's (BERT-base sizes) for 3% more train FLOPs; its time cost was within the
-            noise of a CPU benchmark (results/overhead-*.md). Off by default until measured on a GPU, where the recomputed
-            elementwise passes are memory-bound.
+            noise of a CPU benchmark (results/overhead-*.md). Off by default until measured on a GPU, where the
+            recomputed elementwise passes are memory-bound.
         fusion_dropout (`float`, defaults to 0.0): probability of dropping a fused layer per token in training.
         fusion_init (`str`, defaults to `"paper"`): `"paper"` or `"identity"` (the model starts exactly as the
             unmodified backbone; dwatt and concat only).

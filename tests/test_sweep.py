@@ -3,6 +3,7 @@ and its per-sentence counts, and tiny end-to-end sweeps that tune, resume, get k
 
 import csv
 import importlib.util
+import json
 import math
 import re
 from pathlib import Path
@@ -18,7 +19,14 @@ from dwatt.experiments.sweep.config import SweepConfigError, load_sweep_config, 
 from dwatt.experiments.sweep.evaluator import TestSplitEvaluator, tokenized_test_split
 from dwatt.experiments.sweep.runner import plan_slots, run_sweep, run_values, shard_of
 from dwatt.experiments.sweep.selection import choose_rates
-from dwatt.experiments.sweep.store import RunKey, RunsFile, SentenceCounts, decode_counts, encode_counts
+from dwatt.experiments.sweep.store import (
+    RunKey,
+    RunsFile,
+    SentenceCounts,
+    check_settings,
+    decode_counts,
+    encode_counts,
+)
 from dwatt.experiments.sweep.summary import RunPoints, steps_to_fraction
 from dwatt.protocol import METHODS
 from dwatt.tasks.ner import parse_run_values, run_ner
@@ -323,6 +331,22 @@ def test_smoke_sweep_tunes_from_a_config_resumes_and_redoes_a_killed_run(tiny_be
     with open(results_dir / "runs.csv", newline="") as handle:
         seeds = {(row["method"], row["seed"]) for row in csv.DictReader(handle)}
     assert ("last", "2") in seeds and ("dwatt", "2") not in seeds
+
+
+def test_regimes_may_run_one_at_a_time_but_never_change(tmp_path):
+    """`--regimes frozen` then the rest, as one sweep: the regimes stored grow; a stored regime's values and
+    every other setting stay fixed."""
+    config = load_sweep_config(WNUT_CONFIG)
+    frozen_first = sweep_runner.SweepArguments(config=str(WNUT_CONFIG), regimes="frozen").load()
+    check_settings(tmp_path, frozen_first.fixed_part())
+    assert list(json.loads((tmp_path / "sweep.json").read_text())["regimes"]) == ["frozen"]
+    check_settings(tmp_path, config.fixed_part())
+    check_settings(tmp_path, frozen_first.fixed_part())  # a subset of what is stored
+    assert json.loads((tmp_path / "sweep.json").read_text()) == json.loads(json.dumps(config.fixed_part()))
+    with pytest.raises(ValueError, match=r"other settings \{'regimes.lora'"):
+        check_settings(tmp_path, load_sweep_config(WNUT_CONFIG, ["regimes.lora.lora_r=4"]).fixed_part())
+    with pytest.raises(ValueError, match=r"other settings \{'settings'"):
+        check_settings(tmp_path, load_sweep_config(WNUT_CONFIG, ["settings.max_steps=100"]).fixed_part())
 
 
 def test_paper_config_runs_mechanically_on_the_conll_fixture(tiny_bert_dir, tmp_path, one_thread):

@@ -156,18 +156,34 @@ def decode_counts(text: str, sentences: int) -> np.ndarray:
 def check_settings(results_dir: Path, wanted: dict[str, Any]) -> None:
     """Write `sweep.json` on the first run; afterwards refuse settings that differ from it (mixing them
     would break the identical-hyper-parameters rule). Methods, K, seeds and rates may change between
-    sittings. Call it under the results file's lock (`RunsFile.locked`): shards started together race here."""
+    sittings, and so may the set of regimes (`--regimes frozen` runs one of them first), but a regime
+    already stored must keep its values. Call it under the results file's lock (`RunsFile.locked`): shards
+    started together race here."""
     path = results_dir / SETTINGS_FILE
     wanted = json.loads(json.dumps(wanted))  # compared as stored: tuples become lists
     if path.is_file():
         stored = json.loads(path.read_text())
-        differing = {name: (stored.get(name), value) for name, value in wanted.items() if stored.get(name) != value}
+        stored_regimes, wanted_regimes = stored.get("regimes", {}), wanted.get("regimes", {})
+        differing = {
+            name: (stored.get(name), value)
+            for name, value in wanted.items()
+            if name != "regimes" and stored.get(name) != value
+        }
+        differing.update(
+            {
+                f"regimes.{name}": (stored_regimes[name], values)
+                for name, values in wanted_regimes.items()
+                if name in stored_regimes and stored_regimes[name] != values
+            }
+        )
         if differing:
             raise ValueError(
                 f"{path} was made with other settings {differing} (stored, asked); "
                 "give a sweep with different settings another name"
             )
-        return
+        if set(wanted_regimes) <= set(stored_regimes):
+            return
+        wanted = {**stored, "regimes": {**stored_regimes, **wanted_regimes}}
     results_dir.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.tmp.{os.getpid()}")
     temporary.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")

@@ -1,6 +1,8 @@
 """Issue 19's model changes: DWAtt's value-MLP recomputation (same gradients, less saved for backward) and the
 layer-loop mean / scalar mix (same function as the stacked formula, no [B, T, N, d] copy)."""
 
+import json
+
 import pytest
 import torch
 from conftest import tiny_backbone_config
@@ -75,9 +77,15 @@ def test_layer_loop_equals_the_stacked_formula(fusion, layer_norm, batch):
 
 
 def test_recompute_flag_is_saved_and_old_configs_default_to_it(tmp_path):
+    assert DWAttConfig().dwatt_recompute_values is True and tiny().dwatt.fusion.recompute_values is True
     model = tiny(dwatt_recompute_values=False)
     model.save_pretrained(tmp_path)
     assert DWAttConfig.from_pretrained(tmp_path).dwatt_recompute_values is False
     assert model.dwatt.fusion.recompute_values is False
+    # A config saved before the knob existed loads with the default; it changes memory, never outputs.
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["dwatt_recompute_values"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert DWAttConfig.from_pretrained(tmp_path).dwatt_recompute_values is True
     with pytest.raises(ValueError, match="dwatt_recompute_values='yes'"):
         DWAttConfig(dwatt_recompute_values="yes")

@@ -104,11 +104,11 @@ class DWAttConfig(PretrainedConfig):
         dwatt_scale (`str`, defaults to `"sqrt_d"`): `"sqrt_d"` (q·k/√d) or `"none"` (the paper's equations as
             cited). `"sqrt_d"` had the better dev F1 at every K of the WNUT-16 sweep (results/wnut16/summary.md);
             checkpoints saved with `"none"` keep it (the value is always written to config.json).
-        dwatt_recompute_values (`bool`, defaults to `False`): in training, run the value MLPs again in backward
-            instead of storing their activations: same gradients; DWAtt's saved activations drop from 1.19x to
-            1.02x the stock model's (BERT-base sizes) for 3% more train FLOPs; its time cost was within the
-            noise of a CPU benchmark (results/overhead-*.md). Off by default until measured on a GPU, where the
-            recomputed elementwise passes are memory-bound.
+        dwatt_recompute_values (`bool`, defaults to `True`): in training, run the value MLPs again in backward
+            instead of storing their activations: same gradients; DWAtt's saved activations drop from 1.16-1.19x
+            to 1.02-1.03x the stock model's (MiniLM, BERT-base sizes) for 3% more train FLOPs, a time cost within
+            the noise of a CPU benchmark (results/overhead-*.md). `False` stores them: a little faster where
+            memory is not the limit.
         fusion_dropout (`float`, defaults to 0.0): probability of dropping a fused layer per token in training.
         fusion_init (`str`, defaults to `"paper"`): `"paper"` or `"identity"` (the model starts exactly as the
             unmodified backbone; dwatt and concat only).
@@ -132,7 +132,7 @@ class DWAttConfig(PretrainedConfig):
         dwatt_query_ratio: float = 0.5,
         dwatt_value_ratio: float = 0.5,
         dwatt_scale: str = "sqrt_d",
-        dwatt_recompute_values: bool = False,
+        dwatt_recompute_values: bool = True,
         fusion_dropout: float = 0.0,
         fusion_init: str = "paper",
         scalar_mix_layer_norm: bool = False,

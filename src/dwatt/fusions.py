@@ -61,7 +61,7 @@ KNOBS: dict[str, Knob] = {
         Knob("dwatt_pos_dim", int, "Size of DWAtt's learned depth embeddings (behind its keys)."),
         Knob("dwatt_query_ratio", float, "Bottleneck ratio of DWAtt's query MLP."),
         Knob("dwatt_value_ratio", float, "Bottleneck ratio of DWAtt's value MLPs."),
-        Knob("dwatt_recompute_values", bool, "Run DWAtt's value MLPs again in backward: less memory, slower."),
+        Knob("dwatt_recompute_values", bool, "Recompute DWAtt's value MLPs in backward: less memory, more FLOPs."),
         Knob("fusion_dropout", float, "Probability of dropping a fused layer per token in training."),
         Knob("fusion_init", str, "'paper', or 'identity': start exactly as the backbone.", choices=FUSION_INITS),
         Knob("scalar_mix_layer_norm", bool, "Layer-normalise each layer before the scalar mix."),

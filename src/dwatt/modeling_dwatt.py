@@ -237,7 +237,7 @@ class DWAttDepthAttention(DWAttLayerFusion):
         scale: str = "none",
         layer_norm_eps: float = 1e-12,
         fusion_dropout: float = 0.0,
-        recompute_values: bool = False,
+        recompute_values: bool = True,
     ):
         super().__init__(layer_indices, fusion_dropout)
         num_layers = len(layer_indices)

@@ -298,6 +298,7 @@ def test_smoke_sweep_tunes_from_a_config_resumes_and_redoes_a_killed_run(tiny_be
     summary = (results_dir / "summary.md").read_text()
     for text in ("## Regime `full`", "Chosen learning rate", "vs `last`", "bootstrap", "Holm", "steps to 90%"):
         assert text in summary, text
+    assert re.search(r"Runs: (\d+) of the \1 the config plans \(complete\)", summary)
     assert re.search(r"\| dwatt \| [+-]\d+\.\d \[[^]]+\] \[[^]]+\] p=", summary)  # t and bootstrap intervals
     for plot in ("f1_vs_k.png", "f1_vs_step.png"):
         assert (results_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

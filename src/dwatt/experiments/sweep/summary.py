@@ -180,9 +180,29 @@ def _step_table(points: RunPoints, runs, regime: str, methods: list[str], ks: li
     return lines
 
 
+def _progress_line(points: RunPoints, config: SweepConfig, regime: str) -> str:
+    finished = sum(
+        key.regime == regime and key.method in config.methods and key.k in config.ks and key.seed in config.seeds
+        for key in points.f1
+    )
+    planned = planned_runs(config, regime)
+    status = "complete" if finished >= planned else "**running**: cells left blank or marked (tuning) are not in"
+    return f"Runs: {finished} of the {planned} the config plans ({status})."
+
+
 def _ordered_methods(names: Iterable[str]) -> list[str]:
     order = list(METHODS)
     return sorted(set(names), key=lambda name: (order.index(name) if name in order else len(order), name))
+
+
+def planned_runs(config: SweepConfig, regime: str) -> int:
+    """How many runs the config asks of a regime: the whole grid on the tuning seeds, one rate on the rest."""
+    cells = len(config.methods) * len(config.ks)
+    if not config.regimes[regime].tuned:
+        return cells * len(config.seeds)
+    tuning = [seed for seed in config.seeds if seed in config.selection.tuning_seeds]
+    rates = len(config.regimes[regime].learning_rates)
+    return cells * (len(tuning) * rates + len(config.seeds) - len(tuning))
 
 
 def write_summary(results_dir: str | Path, config: SweepConfig) -> Path | None:
@@ -227,6 +247,8 @@ def write_summary(results_dir: str | Path, config: SweepConfig) -> Path | None:
         lines += [
             "",
             f"## Regime `{regime}`" + (f" ({options})" if options else ""),
+            "",
+            _progress_line(points, config, regime),
             "",
             "Chosen learning rate (mean dev F1 of the tuning seeds at each rate):",
             "",

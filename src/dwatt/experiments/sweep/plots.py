@@ -11,6 +11,18 @@ SAMPLE_EFFICIENCY_PLOT = "f1_vs_k.png"
 STEP_EFFICIENCY_PLOT = "f1_vs_step.png"
 
 
+def add_legend(figure) -> None:
+    """One legend listing every method drawn in any panel, on the panel with the most of them (a sweep still
+    running has empty panels; a legend on one of those would be empty)."""
+    by_label = {}
+    for axis in figure.axes:
+        for handle, label in zip(*axis.get_legend_handles_labels()):
+            by_label.setdefault(label, (axis, handle))
+    if by_label:
+        axis = max(figure.axes, key=lambda axis: len(axis.get_legend_handles_labels()[1]))
+        axis.legend([handle for _, handle in by_label.values()], list(by_label), fontsize="small")
+
+
 def plot_sample_efficiency(scores, regimes: list[str], methods: list[str], ks: list[int], path: Path) -> None:
     """Test F1 against K (log axis), one panel per regime, one line per method, error bars = std over seeds.
     `scores`: (regime, method, K) -> {seed: F1}."""
@@ -28,7 +40,7 @@ def plot_sample_efficiency(scores, regimes: list[str], methods: list[str], ks: l
         axis.set_title(regime)
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("test entity F1 (chosen rate)")
-    axes[-1].legend(fontsize="small")
+    add_legend(figure)
     with replaced_atomically(path) as temporary:
         save_figure(figure, temporary, dpi=120)
 
@@ -56,6 +68,6 @@ def plot_step_efficiency(curves, regimes: list[str], methods: list[str], ks: lis
         row[0].set_ylabel("dev entity F1")
     for axis in axes[-1]:
         axis.set_xlabel("step")
-    axes[0][-1].legend(fontsize="small")
+    add_legend(figure)
     with replaced_atomically(path) as temporary:
         save_figure(figure, temporary, dpi=120)

@@ -18,7 +18,7 @@ from dwatt.experiments.sweep import runner as sweep_runner
 from dwatt.experiments.sweep.config import SweepConfigError, load_sweep_config, parse_sweep_config
 from dwatt.experiments.sweep.evaluator import TestSplitEvaluator, tokenized_test_split
 from dwatt.experiments.sweep.runner import plan_slots, run_sweep, run_values, shard_of
-from dwatt.experiments.sweep.selection import choose_rates
+from dwatt.experiments.sweep.selection import RateChoice, choose_rates
 from dwatt.experiments.sweep.store import (
     RunKey,
     RunsFile,
@@ -27,7 +27,7 @@ from dwatt.experiments.sweep.store import (
     decode_counts,
     encode_counts,
 )
-from dwatt.experiments.sweep.summary import RunPoints, steps_to_fraction
+from dwatt.experiments.sweep.summary import RunPoints, rate_table, steps_to_fraction
 from dwatt.protocol import METHODS
 from dwatt.tasks.ner import parse_run_values, run_ner
 
@@ -77,10 +77,11 @@ def dev_row(regime, rate, method, k, seed, step, f1, split="dev"):
 def test_committed_configs_load_and_plan_tuning_then_the_chosen_rate():
     config = load_sweep_config(WNUT_CONFIG)
     assert set(config.regimes) == {"full", "frozen", "lora"} and config.ks == (100, 500) and len(config.seeds) == 5
-    assert all(len(regime.learning_rates) == 3 for regime in config.regimes.values())
+    rates = {name: len(regime.learning_rates) for name, regime in config.regimes.items()}
+    assert rates == {"full": 3, "frozen": 4, "lora": 3}
     slots = plan_slots(config)
-    # Per regime x method x K: 3 rates x 2 tuning seeds, then 3 more seeds at the chosen rate.
-    assert len(slots) == 3 * 5 * 2 * (3 * 2 + 3) == 270
+    # Per regime x method x K: each rate x 2 tuning seeds, then 3 more seeds at the chosen rate.
+    assert len(slots) == 5 * 2 * sum(count * 2 + 3 for count in rates.values()) == 290
     tuning = [slot for slot in slots if slot.learning_rate is not None]
     assert {slot.seed for slot in tuning} == {0, 1} and {slot.seed for slot in slots if slot not in tuning} == {2, 3, 4}
     assert [slot.regime for slot in slots] == sorted((slot.regime for slot in slots), key=list(config.regimes).index)
@@ -164,10 +165,28 @@ def test_the_rate_is_chosen_on_mean_dev_f1_of_the_tuning_seeds_and_test_never_en
     assert choices[("full", "last", 8)].dev_by_rate == pytest.approx({1e-4: 0.40, 1e-3: 0.45})
     assert choices[("fixed", "last", 8)].learning_rate == 5e-4  # one rate: nothing to tune
     assert ("full", "last", 8) not in choose_rates(rows[:-4], config)  # a tuning run missing: no choice yet
+    grown = parse_sweep_config({**config_raw(config), "regimes": {"full": {"learning_rates": [1e-4, 1e-3, 1e-2]}}})
+    assert ("full", "last", 8) not in choose_rates(rows, grown)  # a rate added to the grid: no choice until it ran
     best = parse_sweep_config({**config_raw(config), "selection": {"tuning_seeds": [0, 1], "point": "best"}})
     assert choose_rates(rows, best)[("full", "last", 8)].learning_rate == 1e-4  # (0.90 + 0.50) / 2 > 0.45
     tie = [dict(row, f1=0.5) for row in rows if row["split"] == "dev"]
     assert choose_rates(tie, config)[("full", "last", 8)].learning_rate == 1e-4  # ties: the rate listed first
+
+
+def test_a_choice_at_an_end_of_a_three_rate_grid_is_flagged_in_the_summary():
+    def choice(rate, *grid):
+        return RateChoice(rate, {r: 0.5 for r in grid})
+
+    assert choice(1e-2, 1e-4, 1e-3, 1e-2).grid_edge == "highest"
+    assert choice(1e-4, 1e-4, 1e-3, 1e-2).grid_edge == "lowest"
+    assert choice(1e-3, 1e-4, 1e-3, 1e-2).grid_edge is None
+    assert choice(1e-3, 1e-4, 1e-3).grid_edge is None  # two rates: every choice is an end, which says nothing
+    assert RateChoice(5e-4, {}).grid_edge is None  # an untuned regime
+    interior = {("frozen", "last", 8): choice(1e-3, 1e-4, 1e-3, 1e-2)}
+    assert "↑" not in "\n".join(rate_table(interior, "frozen", ["last"], [8]))
+    table = "\n".join(rate_table({**interior, ("frozen", "last", 16): choice(1e-2, 1e-4, 1e-3, 1e-2)},
+                                   "frozen", ["last"], [8, 16]))  # fmt: skip
+    assert "**0.01** ↑" in table and "lower bound" in table
 
 
 def config_raw(config):

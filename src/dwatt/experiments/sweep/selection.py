@@ -20,6 +20,17 @@ class RateChoice:
     learning_rate: float
     dev_by_rate: dict[float, float]
 
+    @property
+    def grid_edge(self) -> str | None:
+        """ "lowest" or "highest" when the choice is an end of a grid of three or more rates: the method's best
+        rate may lie beyond the grid, so its scores are what this grid allows, not what tuning could reach. (With
+        one or two rates every choice is an end; that says nothing.)"""
+        if len(self.dev_by_rate) < 3:
+            return None
+        if self.learning_rate == min(self.dev_by_rate):
+            return "lowest"
+        return "highest" if self.learning_rate == max(self.dev_by_rate) else None
+
 
 def run_dev_scores(rows: Iterable[dict], point: str = "last") -> dict[tuple, float]:
     """(regime, learning_rate, method, K, seed) -> the run's dev F1 at its last eval point (`last`) or its

@@ -148,7 +148,7 @@ def _score_table(scores: dict[Cell, dict[int, float]], regime: str, methods: lis
     return lines
 
 
-def _rate_table(choices: dict[Cell, RateChoice], regime: str, methods: list[str], ks: list[int]) -> list[str]:
+def rate_table(choices: dict[Cell, RateChoice], regime: str, methods: list[str], ks: list[int]) -> list[str]:
     lines = ["| method | " + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
     for method in methods:
         cells = []
@@ -158,8 +158,15 @@ def _rate_table(choices: dict[Cell, RateChoice], regime: str, methods: list[str]
                 cells.append("(tuning)")
                 continue
             dev = " / ".join(f"{rate:g}: {100 * f1:.1f}" for rate, f1 in choice.dev_by_rate.items())
-            cells.append(f"**{choice.learning_rate:g}**" + (f" (dev {dev})" if dev else ""))
+            edge = {"lowest": " ↓", "highest": " ↑"}.get(choice.grid_edge, "")
+            cells.append(f"**{choice.learning_rate:g}**{edge}" + (f" (dev {dev})" if dev else ""))
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    if any(choice.grid_edge for (r, _, _), choice in choices.items() if r == regime):
+        lines += [
+            "",
+            "↑ / ↓: the grid's highest / lowest rate was chosen. That method's best rate may lie beyond the "
+            "grid, so its scores are those the grid allows: a lower bound on what wider tuning would reach.",
+        ]
     return lines
 
 
@@ -252,7 +259,7 @@ def write_summary(results_dir: str | Path, config: SweepConfig) -> Path | None:
             "",
             "Chosen learning rate (mean dev F1 of the tuning seeds at each rate):",
             "",
-            *_rate_table(choices, regime, methods, ks),
+            *rate_table(choices, regime, methods, ks),
             "",
             "Test F1 at the last eval point: mean ± std (seeds)",
             "",

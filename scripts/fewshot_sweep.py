@@ -15,7 +15,8 @@ fixed before any run) then runs on the other seeds. Finished runs are kept in re
 their per-sentence test counts in sentence_counts.jsonl) and skipped when the command is run again, so stop
 it at any time (Ctrl-C) and re-run the same command to go on; more seeds, methods, K or rates under the same
 name add only the missing runs. Other settings are fixed per name (sweep.json). Several processes may share
-a sweep (rows are written under a lock, never twice); give each its own --shard.
+a sweep (same --output_root and --work_dir): give each its own --shard; each starts with its share, then takes
+up any ready run no process is running (a lock per run, so none runs twice and no shard idles).
 """
 
 import logging

@@ -24,6 +24,7 @@ from dwatt.experiments.sweep.store import (
     RunsFile,
     SentenceCounts,
     check_settings,
+    claimed,
     decode_counts,
     encode_counts,
 )
@@ -244,6 +245,39 @@ def test_run_arguments_pair_seeds_and_apply_the_regime():
         assert model_args.freeze_backbone == (regime == "frozen") and model_args.fusion_learning_rate is None
         assert model_args.lora_r == (8 if regime == "lora" else None)
     assert parsed[("full", "dwatt_sqrt_d")][0].dwatt_scale == "sqrt_d"
+
+
+def test_a_shard_takes_up_runs_no_process_is_running(tmp_path, monkeypatch):
+    """Shard 0 of 2 alone runs the whole sweep (once its own share is done it takes up the ready runs nobody
+    holds), except a run another process holds; a later sitting takes that one up. Training is faked."""
+    config = parse_sweep_config({
+        "name": "x", "methods": ["last", "dwatt"], "ks": [8], "seeds": 3, "selection": {"tuning_seeds": [0, 1]},
+        "regimes": {"full": {"learning_rates": [1e-4, 1e-3]}},
+    })  # fmt: skip
+    trained = []
+
+    def fake_run(config, key, run_dir, test_split, fusion_parameters, callbacks=()):
+        trained.append(key)
+        f1 = 0.5 if key.learning_rate == 1e-3 else 0.4
+        rows = [{**dev_row(key.regime, key.learning_rate, key.method, key.k, key.seed, 4, f1, split),
+                 "precision": f1, "recall": f1, "fusion_parameters": 0, "trainable_parameters": 1,
+                 "wall_seconds": 1.0} for split in ("dev", "test")]  # fmt: skip
+        return rows, None
+
+    monkeypatch.setattr(sweep_runner, "run_one", fake_run)
+    monkeypatch.setattr(sweep_runner, "parse_run_values", lambda values: (None, None, None))
+    monkeypatch.setattr(sweep_runner, "tokenized_test_split", lambda *args: None)
+    monkeypatch.setattr(sweep_runner, "fusion_parameter_counts", lambda config, methods: dict.fromkeys(methods, 0))
+    results, work = tmp_path / "results", tmp_path / "work"
+    held = RunKey("dwatt", 8, 2, "full", 1e-3)  # a run at the chosen rate, "training in another process"
+    with claimed(work / "x" / f"{held.label}.lock") as mine:
+        assert mine
+        run_sweep(config, results, work, progress=False, shard=(0, 2), wait_seconds=0)
+    planned = 2 * (2 * 2 + 1)  # methods x (rates x tuning seeds + one more seed at the chosen rate)
+    assert len(trained) == len(set(trained)) == planned - 1 and held not in trained
+    assert len(shard_of(plan_slots(config), (0, 2))) < planned - 1  # so shard 0 ran runs of shard 1's share
+    run_sweep(config, results, work, progress=False, shard=(1, 2), wait_seconds=0)
+    assert trained[-1] == held and len(trained) == planned
 
 
 # ----------------------------------------------------------------------------------------------------

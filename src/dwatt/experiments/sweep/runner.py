@@ -21,12 +21,12 @@ from ...tasks.runner import is_dwatt_checkpoint
 from .config import SweepConfig, load_sweep_config, with_lists
 from .evaluator import TestSplitEvaluator, tokenized_test_split
 from .selection import choose_rates
-from .store import RUNS_FILE, RunKey, RunsFile, check_settings
+from .store import RUNS_FILE, RunKey, RunsFile, check_settings, claimed
 from .summary import write_summary
 
 #: Files of a finished run's folder that are kept (small JSON and the log); weights and tokenizer go.
 _KEPT_RUN_FILE_MAX_BYTES = 200_000
-#: How long a shard waits before looking again for the other shard's tuning runs it needs.
+#: How long a process waits before looking again for tuning runs it needs that train in another process.
 _WAIT_SECONDS = 30
 
 
@@ -77,7 +77,10 @@ class SweepArguments:
     work_dir: str = field(default="outputs/sweeps", metadata={"help": "Run folders (pruned to small files)."})
     shard: str | None = field(
         default=None,
-        metadata={"help": "'i/n': run only every n-th run from the i-th (n processes, i = 0..n-1, share the cores)."},
+        metadata={
+            "help": "'i/n': start with every n-th run from the i-th, then help the other processes (n "
+            "processes, i = 0..n-1, share the cores and --work_dir)."
+        },
     )
     summary_only: bool = field(default=False, metadata={"help": "Only re-write summary.md and the plots."})
     no_progress: bool = field(default=False, metadata={"help": "No progress bar."})
@@ -262,12 +265,15 @@ def run_sweep(
     shard: tuple[int, int] | None = None,
     wait_seconds: float = _WAIT_SECONDS,
 ) -> Path:
-    """Run every run of the config not yet in `runs.csv` (of this `shard` only, if given), then write the
-    summary and plots.
+    """Run every run of the config not yet in `runs.csv`, then write the summary and plots. Returns the results
+    folder.
 
-    A run whose rate waits on tuning runs of another shard is put off while other runs are ready, and waited
-    for (polling `runs.csv`) when none is. Returns the results folder. `callbacks` are added to every run's
-    Trainer (tests use them to interrupt a run). Exceptions (a crash, Ctrl-C) propagate; finished runs stay.
+    Processes sharing a sweep (one per `shard`, the same `output_root` and `work_dir`) each start with their
+    own share of the plan, then take up any other ready run no process is running: every run is held under a
+    lock file in `work_dir` while it trains, so none runs twice, a shard never idles while runs are left, and
+    a killed process's run is taken up again. A run whose rate waits on tuning runs still training elsewhere
+    is waited for (polling `runs.csv`). `callbacks` are added to every run's Trainer (tests use them to
+    interrupt a run). Exceptions (a crash, Ctrl-C) propagate; finished runs stay.
     """
     from tqdm.auto import tqdm
 
@@ -280,31 +286,45 @@ def run_sweep(
         check_settings(results_dir, config.fixed_part())
     runs_file.remove_stale_temporaries()
 
-    slots = shard_of(plan_slots(config), shard)
+    plan = plan_slots(config)
+    own = shard_of(plan, shard)
+    order = own + [slot for slot in plan if slot not in frozenset(own)]  # own share first, then the rest
+    runs_dir = Path(work_dir) / config.name
     test_split = parameters = None
-    # smoothing=0: the ETA uses this sitting's mean run time (runs of a regime have the same step budget).
-    with tqdm(total=len(slots), unit="run", smoothing=0, disable=not progress) as bar:
+    # The bar counts the whole sweep's runs, whichever process finished them; `initial` keeps runs finished
+    # before this sitting out of the rate, so the ETA is this sitting's (smoothing=0: its mean run time).
+    rows = runs_file.read()
+    keys = {slot.key(choose_rates(rows, config)) for slot in plan}
+    label = f"shard {shard[0]}/{shard[1]}" if shard else None
+    with tqdm(total=len(plan), initial=len(keys & {RunKey.of(row) for row in rows}), unit="run", smoothing=0,
+              desc=label, disable=not progress) as bar:  # fmt: skip
         while True:
             rows = runs_file.read()
             finished, chosen = {RunKey.of(row) for row in rows}, choose_rates(rows, config)
-            keys = [slot.key(chosen) for slot in slots]
+            keys = [slot.key(chosen) for slot in order]
             bar.n = sum(key in finished for key in keys)
             bar.refresh()
             ready = [key for key in keys if key is not None and key not in finished]
-            if not ready:
-                if all(key is not None for key in keys):
+            started = False
+            for key in ready:
+                with claimed(runs_dir / f"{key.label}.lock") as mine:
+                    if not mine or key in runs_file.finished():  # running elsewhere, or finished since the read
+                        continue
+                    if test_split is None:
+                        first_args = parse_run_values(run_values(config, key, "unused"))
+                        test_split = tokenized_test_split(first_args[0], first_args[1])
+                        parameters = fusion_parameter_counts(config, config.methods)
+                    bar.set_postfix_str(key.label)
+                    run_rows, counts = run_one(config, key, runs_dir / key.label, test_split, parameters[key.method],
+                                               callbacks)  # fmt: skip
+                    runs_file.add_run(key, run_rows, counts)
+                    started = True
                     break
-                bar.set_postfix_str("waiting for the other shard's tuning runs")
-                time.sleep(wait_seconds)
+            if started:
                 continue
-            key = ready[0]
-            if test_split is None:
-                first_args = parse_run_values(run_values(config, key, "unused"))
-                test_split = tokenized_test_split(first_args[0], first_args[1])
-                parameters = fusion_parameter_counts(config, config.methods)
-            bar.set_postfix_str(key.label)
-            run_rows, counts = run_one(config, key, Path(work_dir) / config.name / key.label, test_split,
-                                       parameters[key.method], callbacks)  # fmt: skip
-            runs_file.add_run(key, run_rows, counts)
+            if all(key is not None for key in keys):
+                break  # every run left is running in another process, which will finish it
+            bar.set_postfix_str("waiting for tuning runs of another process")
+            time.sleep(wait_seconds)
     write_summary(results_dir, config)
     return results_dir

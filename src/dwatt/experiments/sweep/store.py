@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 CSV_COLUMNS = (
     "regime", "learning_rate", "method", "k", "seed", "step", "split", "f1", "precision", "recall",
@@ -74,17 +75,27 @@ class RunsFile:
     def locked(self) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # A hidden, empty file next to the CSV: every process sharing the sweep locks the same one.
-        with open(self.path.with_name(f".{self.path.name}.lock"), "w") as lock:
-            try:
-                import fcntl
-            except ImportError:  # not POSIX: one process per sweep name, then
-                yield
-                return
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with FileLock(self.path.with_name(f".{self.path.name}.lock")):
+            yield
+
+
+@contextlib.contextmanager
+def claimed(lock_path: str | Path) -> Iterator[bool]:
+    """Hold the run whose lock file this is while the block runs, so no other process sharing the sweep starts
+    it too; yields False (and holds nothing) when another process holds it. The operating system releases the
+    lock of a killed process, so a killed run can be taken up again."""
+    lock_path = Path(lock_path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_path)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
 
 
 def _typed_row(row: dict) -> dict:

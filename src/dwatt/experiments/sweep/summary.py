@@ -239,10 +239,10 @@ def write_summary(results_dir: str | Path, config: SweepConfig) -> Path | None:
         "F1 (seqeval) x 100. Seed index s = few-shot sample s = training seed s for every method, regime and "
         "rate (paired).",
         "",
-        f"Rate choice (fixed before the runs): per (regime, method, K), the rate of the grid with the highest mean "
-        f"dev F1 at each run's {'last' if rule.point == 'last' else 'best'} eval point over tuning seeds "
-        f"{list(rule.tuning_seeds)}; ties go to the rate listed first. Test never enters it. The other seeds run "
-        "only at the chosen rate; every score below is at it.",
+        "Rate choice (a rule fixed before the runs; the grids are the config's): per (regime, method, K), the "
+        f"rate of the grid with the highest mean dev F1 at each run's {'last' if rule.point == 'last' else 'best'} "
+        f"eval point over tuning seeds {list(rule.tuning_seeds)}; ties go to the rate listed first. Test never "
+        "enters it. The other seeds run only at the chosen rate; every score below is at it.",
         "",
         "Settings (identical for every method): "
         + ", ".join(f"{name}={value}" for name, value in sorted(config.fixed_part()["settings"].items())),

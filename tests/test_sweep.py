@@ -14,6 +14,7 @@ import torch
 from transformers import TrainerCallback
 
 from dwatt.experiments.stats import f1_from_counts, paired_difference
+from dwatt.experiments.sweep import plots as sweep_plots
 from dwatt.experiments.sweep import runner as sweep_runner
 from dwatt.experiments.sweep.config import SweepConfigError, load_sweep_config, parse_sweep_config
 from dwatt.experiments.sweep.evaluator import TestSplitEvaluator, tokenized_test_split
@@ -278,6 +279,21 @@ def test_a_shard_takes_up_runs_no_process_is_running(tmp_path, monkeypatch):
     assert len(shard_of(plan_slots(config), (0, 2))) < planned - 1  # so shard 0 ran runs of shard 1's share
     run_sweep(config, results, work, progress=False, shard=(1, 2), wait_seconds=0)
     assert trained[-1] == held and len(trained) == planned
+
+
+def test_the_sample_efficiency_plot_of_a_running_sweep_has_no_empty_legend(tmp_path, monkeypatch):
+    """A regime with no run at a chosen rate yet gets a panel saying so and no legend; the legend lists only
+    the methods drawn."""
+    figures = []
+    save = sweep_plots.save_figure
+    monkeypatch.setattr(sweep_plots, "save_figure", lambda figure, *args, **kwargs: figures.append(figure) or
+                        save(figure, *args, **kwargs))  # fmt: skip
+    scores = {("frozen", "last", 100): {0: 0.10, 1: 0.12}, ("frozen", "dwatt", 100): {0: 0.2}}
+    sweep_plots.plot_sample_efficiency(scores, ["full", "frozen"], ["last", "dwatt", "concat"], [100, 500],
+                                       tmp_path / "f1_vs_k.png")  # fmt: skip
+    full, frozen = figures[0].axes
+    assert full.get_legend() is None and "no run at a chosen rate yet" in full.get_title()
+    assert [text.get_text() for text in frozen.get_legend().get_texts()] == ["last", "dwatt"]
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -29,15 +29,21 @@ def plot_sample_efficiency(scores, regimes: list[str], methods: list[str], ks: l
     figure = new_figure(4.2 * len(regimes), 3.8)
     axes = figure.subplots(1, len(regimes), sharey=True, squeeze=False)[0]
     for axis, regime in zip(axes, regimes):
+        drawn = 0
         for method in methods:
             present = [k for k in ks if scores.get((regime, method, k))]
+            if not present:  # not at its chosen rate yet: no empty entry in the legend
+                continue
             stats_ = [mean_std(list(scores[(regime, method, k)].values())) for k in present]
             axis.errorbar(present, [100 * m for m, _ in stats_], yerr=[100 * s for _, s in stats_], marker="o",
                           capsize=3, label=method)  # fmt: skip
+            drawn += 1
         axis.set_xscale("log")
+        axis.set_xlim(min(ks) / 1.5, max(ks) * 1.5)
         axis.set_xticks(ks, [str(k) for k in ks])
+        axis.minorticks_off()
         axis.set_xlabel("K (training sentences)")
-        axis.set_title(regime)
+        axis.set_title(regime if drawn else f"{regime} (no run at a chosen rate yet)")
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("test entity F1 (chosen rate)")
     add_legend(figure)

@@ -29,7 +29,7 @@ from dwatt.experiments.sweep.store import (
     decode_counts,
     encode_counts,
 )
-from dwatt.experiments.sweep.summary import RunPoints, rate_table, steps_to_fraction
+from dwatt.experiments.sweep.summary import RunPoints, progress_line, rate_table, steps_to_fraction
 from dwatt.protocol import METHODS
 from dwatt.tasks.ner import parse_run_values, run_ner
 
@@ -189,6 +189,20 @@ def test_a_choice_at_an_end_of_a_three_rate_grid_is_flagged_in_the_summary():
     table = "\n".join(rate_table({**interior, ("frozen", "last", 16): choice(1e-2, 1e-4, 1e-3, 1e-2)},
                                    "frozen", ["last"], [8, 16]))  # fmt: skip
     assert "**0.01** ↑" in table and "lower bound" in table
+
+
+def test_progress_counts_planned_runs_and_names_runs_the_plan_no_longer_asks_for():
+    """Seed 1 ran at 1e-4 while it was the choice; the grid grew, 1e-3 won, seed 1 ran again at it."""
+    config = parse_sweep_config({
+        "name": "x", "methods": ["last"], "ks": [8], "seeds": 2, "selection": {"tuning_seeds": [0]},
+        "regimes": {"full": {"learning_rates": [1e-4, 1e-3]}},
+    })  # fmt: skip
+    rows = [dev_row("full", rate, "last", 8, seed, 4, f1)
+            for rate, seed, f1 in ((1e-4, 0, 0.3), (1e-3, 0, 0.4), (1e-4, 1, 0.3), (1e-3, 1, 0.5))]  # fmt: skip
+    line = progress_line(RunPoints(rows), config, "full", choose_rates(rows, config))
+    assert line.startswith("Runs: 3 of the 3 the config plans (complete). 1 more finished at a rate")
+    line = progress_line(RunPoints(rows[:3]), config, "full", choose_rates(rows[:3], config))
+    assert line.startswith("Runs: 2 of the 3 the config plans (**running**") and "1 more" in line
 
 
 def config_raw(config):

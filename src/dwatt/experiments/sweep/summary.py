@@ -187,14 +187,30 @@ def _step_table(points: RunPoints, runs, regime: str, methods: list[str], ks: li
     return lines
 
 
-def _progress_line(points: RunPoints, config: SweepConfig, regime: str) -> str:
-    finished = sum(
-        key.regime == regime and key.method in config.methods and key.k in config.ks and key.seed in config.seeds
-        for key in points.f1
-    )
+def progress_line(points: RunPoints, config: SweepConfig, regime: str, choices: dict[Cell, RateChoice]) -> str:
+    """How many of the regime's planned runs are in, and how many finished runs the plan no longer asks for
+    (a seed run at a rate chosen before its grid grew): those stay in runs.csv but enter no table."""
+    settings = config.regimes[regime]
+    tuning = set(config.selection.tuning_seeds) if settings.tuned else set()
+    in_plan = outside = 0
+    for key in points.f1:
+        if key.regime != regime or key.method not in config.methods or key.k not in config.ks:
+            continue
+        if key.seed not in config.seeds:
+            continue
+        choice = choices.get((regime, key.method, key.k))
+        tuning_run = key.seed in tuning and key.learning_rate in settings.learning_rates
+        if tuning_run or (choice is not None and key.learning_rate == choice.learning_rate):
+            in_plan += 1
+        else:
+            outside += 1
     planned = planned_runs(config, regime)
-    status = "complete" if finished >= planned else "**running**: cells left blank or marked (tuning) are not in"
-    return f"Runs: {finished} of the {planned} the config plans ({status})."
+    status = "complete" if in_plan >= planned else "**running**: cells left blank or marked (tuning) are not in"
+    line = f"Runs: {in_plan} of the {planned} the config plans ({status})."
+    if outside:
+        line += (f" {outside} more finished at a rate that is no longer the chosen one (the grid grew after they "
+                 "ran); they stay in runs.csv and enter no table.")  # fmt: skip
+    return line
 
 
 def _ordered_methods(names: Iterable[str]) -> list[str]:
@@ -255,7 +271,7 @@ def write_summary(results_dir: str | Path, config: SweepConfig) -> Path | None:
             "",
             f"## Regime `{regime}`" + (f" ({options})" if options else ""),
             "",
-            _progress_line(points, config, regime),
+            progress_line(points, config, regime, choices),
             "",
             "Chosen learning rate (mean dev F1 of the tuning seeds at each rate):",
             "",

@@ -16,8 +16,9 @@ from .fusions import sweep_methods
 #: Method name -> the `ModelArguments` fields it sets (from the fusion catalogue).
 METHODS: dict[str, dict[str, Any]] = sweep_methods()
 DEFAULT_METHODS = ("last", "deeper", "concat", "scalar_mix", "dwatt", "dwatt_sqrt_d")
-#: Every other method is compared with these, seed by seed.
-BASELINES = ("last", "deeper")
+#: Every other method is compared with these, seed by seed: the plain top layer, the budget-matched extra
+#: layer, and the cheapest fusion (a learned mix of 8 scalars), which a fusion with parameters must beat.
+BASELINES = ("last", "deeper", "scalar_mix")
 DEFAULT_KS = (50, 100, 200, 500, 1000)
 DEFAULT_SEED_COUNT = 5
 

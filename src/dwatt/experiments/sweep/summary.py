@@ -242,7 +242,8 @@ def write_summary(results_dir: str | Path, config: SweepConfig) -> Path | None:
     methods = _ordered_methods(key.method for key in points.f1)
     ks = sorted({key.k for key in points.f1})
     regimes = [name for name in config.regimes if any(key.regime == name for key in points.f1)]
-    hours = sum({key: row["wall_seconds"] for row in rows for key in [RunKey.of(row)]}.values()) / 3600
+    run_seconds = {key: row["wall_seconds"] for row in rows for key in [RunKey.of(row)]}
+    hours = sum(run_seconds.values()) / 3600
     with_counts = sum(key in stored for key in points.f1)
     rule = config.selection
     lines = [
@@ -271,7 +272,8 @@ def write_summary(results_dir: str | Path, config: SweepConfig) -> Path | None:
             "",
             f"## Regime `{regime}`" + (f" ({options})" if options else ""),
             "",
-            progress_line(points, config, regime, choices),
+            progress_line(points, config, regime, choices)
+            + f" Run time: {sum(t for key, t in run_seconds.items() if key.regime == regime) / 3600:.1f} h.",
             "",
             "Chosen learning rate (mean dev F1 of the tuning seeds at each rate):",
             "",

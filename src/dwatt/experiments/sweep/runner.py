@@ -288,16 +288,18 @@ def run_sweep(
 
     plan = plan_slots(config)
     own = shard_of(plan, shard)
-    order = own + [slot for slot in plan if slot not in frozenset(own)]  # own share first, then the rest
+    in_share = frozenset(own)
+    order = own + [slot for slot in plan if slot not in in_share]  # own share first, then the rest
     runs_dir = Path(work_dir) / config.name
     test_split = parameters = None
     # The bar counts the whole sweep's runs, whichever process finished them; `initial` keeps runs finished
     # before this sitting out of the rate, so the ETA is this sitting's (smoothing=0: its mean run time).
     rows = runs_file.read()
-    keys = {slot.key(choose_rates(rows, config)) for slot in plan}
+    chosen = choose_rates(rows, config)
+    finished_before = {slot.key(chosen) for slot in plan} & {RunKey.of(row) for row in rows}
     label = f"shard {shard[0]}/{shard[1]}" if shard else None
-    with tqdm(total=len(plan), initial=len(keys & {RunKey.of(row) for row in rows}), unit="run", smoothing=0,
-              desc=label, disable=not progress) as bar:  # fmt: skip
+    with tqdm(total=len(plan), initial=len(finished_before), unit="run", smoothing=0, desc=label,
+              disable=not progress) as bar:  # fmt: skip
         while True:
             rows = runs_file.read()
             finished, chosen = {RunKey.of(row) for row in rows}, choose_rates(rows, config)

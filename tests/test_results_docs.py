@@ -1,0 +1,191 @@
+"""docs/RESULTS.md's tuned comparison and the README's results at a glance quote the committed summary
+(`results/wnut16-tuned/summary.md`, rendered by `scripts/fewshot_sweep.py --summary_only`) exactly: every chosen
+rate and grid-edge mark, every score, every paired difference with its bootstrap interval and its bold (survives
+Holm), and every interval quoted in prose. The numbers are copied by hand into prose-bearing tables; this is
+what keeps a copying slip, or a summary re-rendered after more runs came in, from leaving a stale number."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from dwatt.experiments.sweep.config import load_sweep_config
+from dwatt.experiments.sweep.runner import plan_slots
+
+ROOT = Path(__file__).resolve().parents[1]
+SUMMARY = ROOT / "results" / "wnut16-tuned" / "summary.md"
+CONFIG = ROOT / "configs" / "sweeps" / "wnut16-tuned.yaml"
+RESULTS = ROOT / "docs" / "RESULTS.md"
+README = ROOT / "README.md"
+
+NUMBER = r"[+-]?\d+\.\d"
+DIFFERENCE = re.compile(rf"({NUMBER}) \[({NUMBER}), ({NUMBER})\]")
+DISPLAY_NAMES = {"DWAtt (√d)": "dwatt_sqrt_d"}
+
+
+def plain(text: str) -> str:
+    return text.replace("−", "-").replace("**", "")
+
+
+def section(text: str, heading: str) -> str:
+    """The text under the first heading that starts with `heading`, up to the next heading of its level or above."""
+    level = len(heading) - len(heading.lstrip("#"))
+    start = text.index(f"\n{heading}") + 1
+    body = text.index("\n", start)
+    end = re.search(rf"^#{{1,{level}}} ", text[body:], re.M)
+    return text[start : body + end.start()] if end else text[start:]
+
+
+def tables(text: str) -> list[tuple[str, list[list[str]]]]:
+    """Each Markdown table with the last non-blank line before it (its caption): [(caption, rows of cells)]."""
+    found, caption, rows = [], "", []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if not set("".join(cells)) <= set("-: "):
+                rows.append(cells)
+            continue
+        if rows:
+            found.append((caption, rows))
+            rows = []
+        if line.strip():
+            caption = line.strip()
+    return found
+
+
+def method_key(display: str) -> str:
+    display = display.strip()
+    if display in DISPLAY_NAMES:
+        return DISPLAY_NAMES[display]
+    return re.match(r"`(\w+)`", display).group(1)
+
+
+def column_ks(header: list[str]) -> list[int | None]:
+    return [int(m.group(1)) if (m := re.search(r"K ?= ?(\d+)", cell)) else None for cell in header]
+
+
+def summary_regimes() -> dict[str, str]:
+    text = SUMMARY.read_text()
+    names = re.findall(r"^## Regime `(\w+)`", text, re.M)
+    return {name: section(text, f"## Regime `{name}`") for name in names}
+
+
+def summary_table(regime_text: str, caption_start: str) -> dict[str, dict[int, str]]:
+    """{method: {K: cell}} of the regime's first table whose caption starts with `caption_start`."""
+    for caption, rows in tables(regime_text):
+        if caption.startswith(caption_start):
+            ks = column_ks(rows[0])
+            return {row[0]: {k: cell for k, cell in zip(ks, row) if k} for row in rows[1:]}
+    raise AssertionError(f"{SUMMARY}: no table captioned {caption_start!r}")
+
+
+def docs_regime_sections() -> list[tuple[str, str, str]]:
+    """(subsection heading, summary regime, text) for each ### subsection of the tuned comparison."""
+    tuned = section(RESULTS.read_text(), "## The tuned comparison")
+    found = []
+    for heading in re.findall(r"^### .*$", tuned, re.M):
+        text = section(tuned, heading)
+        regime = re.search(r"regime `(\w+)`", text)
+        assert regime, f'{RESULTS}: {heading!r} does not name its summary regime ("regime `name`")'
+        found.append((heading, regime.group(1), text))
+    return found
+
+
+def test_the_docs_have_a_section_per_finished_regime_and_each_names_one_the_summary_has():
+    regimes = summary_regimes()
+    sections = docs_regime_sections()
+    assert sections, f"{RESULTS}: no regime subsection under 'The tuned comparison'"
+    for heading, regime, _ in sections:
+        assert regime in regimes, f"{RESULTS} {heading!r}: the summary has no regime {regime!r}"
+    for regime, text in regimes.items():
+        if "(complete)" in text.splitlines()[2]:
+            assert regime in {r for _, r, _ in sections}, f"{RESULTS}: regime {regime!r} is complete but has no section"
+
+
+@pytest.mark.parametrize("heading, regime, text", docs_regime_sections(), ids=lambda v: str(v)[:24])
+def test_score_table_quotes_the_chosen_rates_and_scores(heading, regime, text):
+    summary = summary_regimes()[regime]
+    rates = summary_table(summary, "Chosen learning rate")
+    scores = summary_table(summary, "Test F1 at the last eval point")
+    (_, rows), *_ = [(c, r) for c, r in tables(text) if r[0][0] == "method"]
+    header, checked = rows[0], 0
+    for row in rows[1:]:
+        method = method_key(row[0])
+        for cell, title, k in zip(row, header, column_ks(header)):
+            if k is None:
+                continue
+            where = f"{RESULTS} {heading!r}, {row[0]} at K = {k}"
+            if title.startswith("rate"):
+                quoted = re.match(r"([\d.e-]+)\s*([↑↓]?)", cell)
+                chosen = re.match(r"\*\*([\d.e-]+)\*\*\s*([↑↓]?)", rates[method][k])
+                assert float(quoted.group(1)) == float(chosen.group(1)), f"{where}: rate {cell}, summary {chosen[0]}"
+                assert quoted.group(2) == chosen.group(2), f"{where}: grid-edge mark {cell!r}, summary {chosen[0]!r}"
+            else:
+                assert scores[method][k].startswith(cell + " ("), f"{where}: {cell}, summary {scores[method][k]}"
+            checked += 1
+    assert checked >= 4
+
+
+@pytest.mark.parametrize("heading, regime, text", docs_regime_sections(), ids=lambda v: str(v)[:24])
+def test_difference_table_quotes_mean_bootstrap_interval_and_holm_bold(heading, regime, text):
+    summary = summary_regimes()[regime]
+    (_, rows), *_ = [(c, r) for c, r in tables(text) if r[0][0] == "difference"]
+    header, checked = rows[0], 0
+    for row in rows[1:]:
+        minuend, subtrahend = (method_key(name) for name in row[0].split(" − "))
+        against = summary_table(summary, f"Paired test-F1 differences vs `{subtrahend}`")
+        for cell, k in zip(row, column_ks(header)):
+            if k is None:
+                continue
+            source = against[minuend][k]
+            mean, t_lo, t_hi, boot_lo, boot_hi = re.match(
+                rf"\**({NUMBER}) \[(.*?), (.*?)\] \[(.*?), (.*?)\]", source
+            ).groups()
+            where = f"{RESULTS} {heading!r}, {row[0]} at K = {k}"
+            assert DIFFERENCE.fullmatch(plain(cell)).groups() == (mean, boot_lo, boot_hi), (
+                f"{where}: {cell}, summary {source}"
+            )
+            assert cell.startswith("**") == source.startswith("**"), f"{where}: bold {cell!r}, summary {source!r}"
+            checked += 1
+    assert checked >= 4
+
+
+def quoted_intervals(text: str) -> set[tuple[str, str, str]]:
+    return set(DIFFERENCE.findall(plain(text)))
+
+
+def summary_intervals() -> set[tuple[str, str, str]]:
+    """(mean, low, high) of every t-interval and bootstrap interval in the summary."""
+    found = set()
+    for m in re.finditer(rf"({NUMBER}) \[({NUMBER}), ({NUMBER})\] \[({NUMBER}), ({NUMBER})\]", SUMMARY.read_text()):
+        found |= {(m[1], m[2], m[3]), (m[1], m[4], m[5])}
+    return found
+
+
+def test_every_interval_quoted_in_prose_is_one_the_summary_gives():
+    tuned = section(RESULTS.read_text(), "## The tuned comparison")
+    glance = section(README.read_text(), "## Results at a glance")
+    for where, text in ((RESULTS, tuned), (README, glance)):
+        quoted = quoted_intervals(text)
+        assert quoted, f"{where}: no interval quoted"
+        stray = quoted - summary_intervals()
+        assert not stray, f"{where}: intervals not in {SUMMARY.name}: {sorted(stray)}"
+
+
+def test_the_running_status_counts_the_runs_the_summary_has():
+    status = re.search(r"\*\*Status: running\*\* — (\d+) of the (\d+)", RESULTS.read_text())
+    if status is None:
+        pytest.skip("the sweep is complete; no running count to check")
+    done = sum(int(runs) for runs in re.findall(r"^Runs: (\d+) of the \d+ ", SUMMARY.read_text(), re.M))
+    assert int(status[1]) == done, f"{RESULTS}: status says {status[0]}, {SUMMARY.name} has {done}"
+    planned = len(plan_slots(load_sweep_config(CONFIG)))
+    assert int(status[2]) == planned, f"{RESULTS}: status says {status[0]}, {CONFIG.name} plans {planned}"
+
+
+def test_the_checks_catch_a_copying_slip():
+    """The parsers find what they must: a changed digit or a dropped bold is not among the summary's numbers."""
+    source = next(iter(summary_intervals()))
+    slipped = (source[0], source[1], f"{float(source[2]) + 0.1:+.1f}")
+    assert source in summary_intervals() and slipped not in summary_intervals()
+    assert quoted_intervals("a −2.9 [−5.6, −0.2] gap") == {("-2.9", "-5.6", "-0.2")}
+    assert DIFFERENCE.fullmatch(plain("**+9.8** [+4.5, +14.9]")).groups() == ("+9.8", "+4.5", "+14.9")

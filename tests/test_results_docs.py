@@ -2,7 +2,8 @@
 (`results/wnut16-tuned/summary.md`, rendered by `scripts/fewshot_sweep.py --summary_only`) exactly: every chosen
 rate and grid-edge mark, every score, every paired difference with its bootstrap interval and its bold (survives
 Holm), and every interval quoted in prose. The numbers are copied by hand into prose-bearing tables; this is
-what keeps a copying slip, or a summary re-rendered after more runs came in, from leaving a stale number."""
+what keeps a copying slip, or a summary re-rendered after more runs came in, from leaving a stale number.
+And every relative link of the README and docs/ points at a file that exists."""
 
 import re
 from pathlib import Path
@@ -189,3 +190,14 @@ def test_the_checks_catch_a_copying_slip():
     assert source in summary_intervals() and slipped not in summary_intervals()
     assert quoted_intervals("a −2.9 [−5.6, −0.2] gap") == {("-2.9", "-5.6", "-0.2")}
     assert DIFFERENCE.fullmatch(plain("**+9.8** [+4.5, +14.9]")).groups() == ("+9.8", "+4.5", "+14.9")
+
+
+def test_every_relative_link_and_image_in_the_docs_resolves():
+    checked = 0
+    for document in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        targets = re.findall(r"\]\(([^)\s]+)\)", document.read_text())
+        relative = [target.split("#")[0] for target in targets if not re.match(r"[a-z]+:|#", target)]
+        missing = [target for target in relative if not (document.parent / target).exists()]
+        assert not missing, f"{document}: links to missing files {missing}"
+        checked += len(relative)
+    assert checked > 10

@@ -34,7 +34,8 @@ def main(argv=None):
     (args,) = HfArgumentParser(SweepArguments, description=__doc__).parse_args_into_dataclasses(args=argv)
     try:
         config = args.load()
-    except SweepConfigError as error:  # names the file and line: no traceback needed
+        shard = parse_shard(args.shard)
+    except SweepConfigError as error:  # names the file and line, or the flag: no traceback needed
         raise SystemExit(str(error)) from None
     if args.summary_only:
         results_dir = Path(args.output_root) / config.name
@@ -54,7 +55,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore", message=".*pin_memory.*")  # CPU runs: the Trainer's default, harmless
     results_dir = run_sweep(config, args.output_root, args.work_dir, progress=not args.no_progress,
-                            shard=parse_shard(args.shard))  # fmt: skip
+                            shard=shard)  # fmt: skip
     print(f"Summary: {results_dir / 'summary.md'}")
 
 

@@ -772,10 +772,25 @@ def test_mlm_blocks_are_capped_by_the_backbones_positions(tiny_bert_dir):
 
 
 def test_sweep_command_line_mistakes_are_named(tmp_path):
-    from dwatt.experiments.sweep.runner import parse_shard
+    from dwatt.experiments.sweep.config import SweepConfigError
+    from dwatt.experiments.sweep.runner import SweepArguments, parse_seeds, parse_shard
 
     with pytest.raises(ValueError, match=r"--shard 'abc': expected i/n"):
         parse_shard("abc")  # before: int() of 'abc'
+    with pytest.raises(ValueError, match=r"--shard '2/2': expected i/n with 0 <= i < n"):
+        parse_shard("2/2")  # before: a traceback from the planner
+    assert parse_seeds("0,") == [0] and parse_seeds("3") == [0, 1, 2] and parse_seeds("2, 5") == [2, 5]
+    mistakes = [
+        ("--seeds", "0", r"expected a count N >= 1 .*seed 0 alone: 0,"),
+        ("--seeds", "x", "expected a count N"),
+        ("--ks", "1o0", "expected whole numbers >= 1"),
+        ("--methods", "last,dwat", r"unknown \['dwat'\]; expected some of last"),
+    ]
+    for flag, value, expected in mistakes:
+        arguments = SweepArguments(config=str(ROOT / "configs" / "sweeps" / "wnut16-tuned.yaml"))
+        setattr(arguments, flag.lstrip("-"), value)
+        with pytest.raises(SweepConfigError, match=rf"{flag} '{value}': {expected}"):
+            arguments.load()  # before: int()'s ValueError; an unknown method ran nothing, silently
     config = ROOT / "configs" / "sweeps" / "wnut16-tuned.yaml"
     completed = run_script("fewshot_sweep.py", "--config", config, "--summary_only", "--output_root", tmp_path,
                            cwd=tmp_path)  # fmt: skip

@@ -18,7 +18,7 @@ from ...fusions import CATALOGUE
 from ...protocol import METHODS
 from ...tasks.ner import parse_run_values, run_ner
 from ...tasks.runner import is_dwatt_checkpoint
-from .config import SweepConfig, load_sweep_config, with_lists
+from .config import SweepConfig, SweepConfigError, load_sweep_config, with_lists
 from .evaluator import TestSplitEvaluator, tokenized_test_split
 from .selection import choose_rates
 from .store import RUNS_FILE, RunKey, RunsFile, check_settings, claimed
@@ -36,23 +36,41 @@ def parse_list(text: str | Sequence, convert=str) -> list:
     return [convert(part.strip() if isinstance(part, str) else part) for part in parts if str(part).strip()]
 
 
+def parse_whole_numbers(flag: str, text: str, minimum: int) -> list[int]:
+    """A comma-separated list of whole numbers >= `minimum` from the command line, or an error naming the flag."""
+    try:
+        values = parse_list(text, int)
+    except ValueError:
+        values = []
+    if not values or min(values) < minimum:
+        raise SweepConfigError(f"{flag} {text!r}: expected whole numbers >= {minimum}, comma-separated")
+    return values
+
+
 def parse_seeds(text: str) -> list[int]:
-    """`"5"` means seed indices 0..4; `"0,3,7"` lists them."""
-    text = text.strip()
-    if "," not in text:
-        count = int(text)
-        if count < 1:
-            raise ValueError(f"--seeds needs a positive count or a comma-separated list, got {text!r}")
-        return list(range(count))
-    return parse_list(text, int)
+    """`"5"` means seed indices 0..4; `"0,3,7"` lists them (`"0,"`: seed 0 alone)."""
+    if "," in text:
+        return parse_whole_numbers("--seeds", text, 0)
+    if not text.strip().isdigit() or int(text) < 1:
+        raise SweepConfigError(f"--seeds {text!r}: expected a count N >= 1 (seeds 0..N-1) or a list such as 0,3,7 "
+                               "(seed 0 alone: 0,)")  # fmt: skip
+    return list(range(int(text)))
+
+
+def parse_methods(text: str) -> list[str]:
+    methods = parse_list(text)
+    unknown = [method for method in methods if method not in METHODS]
+    if unknown or not methods:
+        raise SweepConfigError(f"--methods {text!r}: unknown {unknown}; expected some of {', '.join(METHODS)}")
+    return methods
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
     parts = text.split("/")
-    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
-        raise ValueError(f"--shard {text!r}: expected i/n, e.g. 0/2 and 1/2 for two processes")
+    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts) or not 0 <= int(parts[0]) < int(parts[1]):
+        raise SweepConfigError(f"--shard {text!r}: expected i/n with 0 <= i < n, e.g. 0/2 and 1/2 for two processes")
     return int(parts[0]), int(parts[1])
 
 
@@ -71,7 +89,9 @@ class SweepArguments:
         default=None, metadata={"help": f"Only these methods (comma-separated, from: {', '.join(METHODS)})."}
     )
     ks: str | None = field(default=None, metadata={"help": "Only these few-shot sizes K (comma-separated)."})
-    seeds: str | None = field(default=None, metadata={"help": "A count N (seed indices 0..N-1) or a list '0,3,7'."})
+    seeds: str | None = field(
+        default=None, metadata={"help": "A count N (seed indices 0..N-1) or a list '0,3,7' (seed 0 alone: '0,')."}
+    )
     regimes: str | None = field(default=None, metadata={"help": "Only these regimes of the config (comma-separated)."})
     output_root: str = field(default="results", metadata={"help": "Where results/<name>/ is written."})
     work_dir: str = field(default="outputs/sweeps", metadata={"help": "Run folders (pruned to small files)."})
@@ -90,8 +110,8 @@ class SweepArguments:
         config = load_sweep_config(self.config, self.set)
         return with_lists(
             config,
-            methods=parse_list(self.methods) if self.methods else None,
-            ks=parse_list(self.ks, int) if self.ks else None,
+            methods=parse_methods(self.methods) if self.methods else None,
+            ks=parse_whole_numbers("--ks", self.ks, 1) if self.ks else None,
             seeds=parse_seeds(self.seeds) if self.seeds else None,
             regimes=parse_list(self.regimes) if self.regimes else None,
         )

@@ -126,10 +126,7 @@ def parse_sweep_config(raw: dict, source: str = "<dict>", lines: dict[str, int] 
     if not isinstance(name, str) or not name.strip() or "/" in name:
         fail("name", f"expected a sweep name without '/', found {name!r}")
 
-    methods = _as_list(raw.get("methods"), "methods", fail)
-    unknown = [method for method in methods if method not in METHODS]
-    if unknown or not methods:
-        fail("methods", f"unknown {unknown}; expected some of {', '.join(METHODS)}")
+    methods = check_methods(_as_list(raw.get("methods"), "methods", fail), "methods", fail)
     ks = [_positive_int(k, "ks", fail) for k in _as_list(raw.get("ks"), "ks", fail)]
     seeds_value = raw.get("seeds", 5)
     if isinstance(seeds_value, int) and not isinstance(seeds_value, bool):
@@ -213,6 +210,15 @@ def with_lists(config: SweepConfig, methods=None, ks=None, seeds=None, regimes=N
 # ----------------------------------------------------------------------------------------------------
 # Checked values and line numbers
 # ----------------------------------------------------------------------------------------------------
+
+
+def check_methods(methods: list, key: str, fail) -> list:
+    """At least one method, each one of `dwatt.protocol.METHODS`; else `fail(key, message)` (the config file's
+    line, or the command-line flag)."""
+    unknown = [method for method in methods if method not in METHODS]
+    if unknown or not methods:
+        fail(key, f"unknown {unknown}; expected some of {', '.join(METHODS)}")
+    return methods
 
 
 def _as_list(value: Any, key: str, fail) -> list:

@@ -18,7 +18,7 @@ from ...fusions import CATALOGUE
 from ...protocol import METHODS
 from ...tasks.ner import parse_run_values, run_ner
 from ...tasks.runner import is_dwatt_checkpoint
-from .config import SweepConfig, SweepConfigError, load_sweep_config, with_lists
+from .config import SweepConfig, SweepConfigError, check_methods, load_sweep_config, with_lists
 from .evaluator import TestSplitEvaluator, tokenized_test_split
 from .selection import choose_rates
 from .store import RUNS_FILE, RunKey, RunsFile, check_settings, claimed
@@ -58,11 +58,10 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def parse_methods(text: str) -> list[str]:
-    methods = parse_list(text)
-    unknown = [method for method in methods if method not in METHODS]
-    if unknown or not methods:
-        raise SweepConfigError(f"--methods {text!r}: unknown {unknown}; expected some of {', '.join(METHODS)}")
-    return methods
+    def fail(flag: str, message: str):
+        raise SweepConfigError(f"{flag} {text!r}: {message}")
+
+    return check_methods(parse_list(text), "--methods", fail)
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

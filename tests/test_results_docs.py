@@ -6,6 +6,7 @@ what keeps a copying slip, or a summary re-rendered after more runs came in, fro
 And every relative link of the README and docs/ points at a file that exists."""
 
 import re
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ README = ROOT / "README.md"
 
 NUMBER = r"[+-]?\d+\.\d"
 DIFFERENCE = re.compile(rf"({NUMBER}) \[({NUMBER}), ({NUMBER})\]")
+#: A summary's paired-difference cell: mean [t-interval] [bootstrap interval], bold where it survives Holm.
+SUMMARY_DIFFERENCE = re.compile(rf"\**({NUMBER}) \[({NUMBER}), ({NUMBER})\] \[({NUMBER}), ({NUMBER})\]")
 DISPLAY_NAMES = {"DWAtt (√d)": "dwatt_sqrt_d"}
 
 
@@ -65,6 +68,7 @@ def column_ks(header: list[str]) -> list[int | None]:
     return [int(m.group(1)) if (m := re.search(r"K ?= ?(\d+)", cell)) else None for cell in header]
 
 
+@cache
 def summary_regimes() -> dict[str, str]:
     text = SUMMARY.read_text()
     names = re.findall(r"^## Regime `(\w+)`", text, re.M)
@@ -139,9 +143,7 @@ def test_difference_table_quotes_mean_bootstrap_interval_and_holm_bold(heading, 
             if k is None:
                 continue
             source = against[minuend][k]
-            mean, t_lo, t_hi, boot_lo, boot_hi = re.match(
-                rf"\**({NUMBER}) \[(.*?), (.*?)\] \[(.*?), (.*?)\]", source
-            ).groups()
+            mean, _, _, boot_lo, boot_hi = SUMMARY_DIFFERENCE.match(source).groups()
             where = f"{RESULTS} {heading!r}, {row[0]} at K = {k}"
             assert DIFFERENCE.fullmatch(plain(cell)).groups() == (mean, boot_lo, boot_hi), (
                 f"{where}: {cell}, summary {source}"
@@ -155,12 +157,13 @@ def quoted_intervals(text: str) -> set[tuple[str, str, str]]:
     return set(DIFFERENCE.findall(plain(text)))
 
 
-def summary_intervals() -> set[tuple[str, str, str]]:
+@cache
+def summary_intervals() -> frozenset[tuple[str, str, str]]:
     """(mean, low, high) of every t-interval and bootstrap interval in the summary."""
     found = set()
-    for m in re.finditer(rf"({NUMBER}) \[({NUMBER}), ({NUMBER})\] \[({NUMBER}), ({NUMBER})\]", SUMMARY.read_text()):
+    for m in SUMMARY_DIFFERENCE.finditer(SUMMARY.read_text()):
         found |= {(m[1], m[2], m[3]), (m[1], m[4], m[5])}
-    return found
+    return frozenset(found)
 
 
 def test_every_interval_quoted_in_prose_is_one_the_summary_gives():

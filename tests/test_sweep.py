@@ -80,10 +80,10 @@ def test_committed_configs_load_and_plan_tuning_then_the_chosen_rate():
     config = load_sweep_config(WNUT_CONFIG)
     assert set(config.regimes) == {"full", "frozen", "lora"} and config.ks == (100, 500) and len(config.seeds) == 5
     rates = {name: len(regime.learning_rates) for name, regime in config.regimes.items()}
-    assert rates == {"full": 4, "frozen": 4, "lora": 3}
+    assert rates == {"full": 4, "frozen": 4, "lora": 4}
     slots = plan_slots(config)
     # Per regime x method x K: each rate x 2 tuning seeds, then 3 more seeds at the chosen rate.
-    assert len(slots) == 5 * 2 * sum(count * 2 + 3 for count in rates.values()) == 310
+    assert len(slots) == 5 * 2 * sum(count * 2 + 3 for count in rates.values()) == 330
     tuning = [slot for slot in slots if slot.learning_rate is not None]
     assert {slot.seed for slot in tuning} == {0, 1} and {slot.seed for slot in slots if slot not in tuning} == {2, 3, 4}
     assert [slot.regime for slot in slots] == sorted((slot.regime for slot in slots), key=list(config.regimes).index)

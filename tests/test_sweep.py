@@ -188,7 +188,7 @@ def test_a_choice_at_an_end_of_a_three_rate_grid_is_flagged_in_the_summary():
     assert "↑" not in "\n".join(rate_table(interior, "frozen", ["last"], [8]))
     table = "\n".join(rate_table({**interior, ("frozen", "last", 16): choice(1e-2, 1e-4, 1e-3, 1e-2)},
                                    "frozen", ["last"], [8, 16]))  # fmt: skip
-    assert "**0.01** ↑" in table and "lower bound" in table
+    assert "**0.01** ↑" in table and "may lie beyond the grid" in table
 
 
 def test_progress_counts_planned_runs_and_names_runs_the_plan_no_longer_asks_for():

@@ -165,7 +165,8 @@ def rate_table(choices: dict[Cell, RateChoice], regime: str, methods: list[str],
         lines += [
             "",
             "↑ / ↓: the grid's highest / lowest rate was chosen. That method's best rate may lie beyond the "
-            "grid, so its scores are those the grid allows: a lower bound on what wider tuning would reach.",
+            "grid, so its scores are those the grid allows; wider tuning might reach more (not a bound: the rate is "
+            "chosen on dev, and a better dev rate need not score better on test).",
         ]
     return lines
 

@@ -11,7 +11,7 @@ from transformers import AutoModel
 
 from dwatt.modeling_dwatt import DWAttForTokenClassification
 from dwatt.tasks.arguments import ModelArguments
-from dwatt.tasks.lora import add_lora, has_lora, merge_lora
+from dwatt.tasks.lora import ADAPTER_STATE_FILE, add_lora, has_lora, merge_lora
 from dwatt.tasks.ner import run_ner
 
 
@@ -78,3 +78,44 @@ def test_unknown_lora_target_names_the_flag(tiny_bert_dir):
     with pytest.raises(ValueError, match="--lora_target_modules"):
         add_lora(model, rank=4, alpha=8.0, dropout=0.0, target_modules="no_such_module")
     assert ModelArguments(lora_r=2).lora_target_modules is None
+
+
+def test_intermediate_checkpoints_load_merged_and_an_interrupted_run_resumes_exactly(tiny_bert_dir, tmp_path):
+    from test_run_ner import StopAt
+
+    extra = ["--lora_r", "4", "--learning_rate", "1e-2", "--save_strategy", "steps", "--save_steps", "4"]
+    straight = run_ner(*tiny_job(tiny_bert_dir, tmp_path / "straight", *extra))
+    # The final folder and checkpoint-8 hold the same (merged) model; checkpoint-4 the model after 4 steps.
+    final = load_file(tmp_path / "straight" / "model.safetensors")
+    at_8 = load_file(tmp_path / "straight" / "checkpoint-8" / "model.safetensors")
+    assert not [name for name in at_8 if any(part in name for part in (".lora_", ".base_layer."))]
+    assert final.keys() == at_8.keys()
+    for name in final:
+        torch.testing.assert_close(at_8[name], final[name], rtol=0, atol=0, msg=name)
+    adapters = load_file(tmp_path / "straight" / "checkpoint-4" / ADAPTER_STATE_FILE)
+    assert adapters and all("lora_" in name for name in adapters)
+
+    interrupted = tmp_path / "interrupted"
+    run_ner(*tiny_job(tiny_bert_dir, interrupted, *extra), callbacks=[StopAt(4)])
+    resumed = run_ner(*tiny_job(tiny_bert_dir, interrupted, *extra))  # from the merged checkpoint-4
+    for key in ("eval_loss", "predict_loss", "predict_overall_f1"):
+        assert resumed[key] == pytest.approx(straight[key], rel=1e-5, abs=1e-6), key
+    resumed_weights = load_file(interrupted / "model.safetensors")
+    for name in final:
+        torch.testing.assert_close(resumed_weights[name], final[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_a_folder_with_unmerged_adapters_is_refused_by_loading_and_push(tiny_bert_dir, tmp_path):
+    from safetensors.torch import save_file
+
+    from dwatt.hub.push import export_push_ready
+
+    model = DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), num_labels=3)
+    model.save_pretrained(tmp_path / "unmerged")
+    add_lora(model, rank=4, alpha=8.0, dropout=0.0, target_modules=None)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "unmerged" / "model.safetensors",
+              metadata={"format": "pt"})  # how a checkpoint was saved before merged checkpoints  # fmt: skip
+    with pytest.raises(ValueError, match="LoRA adapters that were never merged.*final folder"):
+        DWAttForTokenClassification.from_pretrained(tmp_path / "unmerged")
+    with pytest.raises(ValueError, match="LoRA adapters that were never merged.*final folder"):
+        export_push_ready(tmp_path / "unmerged", tmp_path / "export")

@@ -742,9 +742,11 @@ def test_an_arguments_file_that_is_missing_or_not_json_is_named(tmp_path, conten
     """Before: a raw FileNotFoundError / JSONDecodeError from inside HfArgumentParser."""
     from dwatt.tasks.arguments import parse_arguments
 
+    from dwatt.validation import ArgumentError
+
     if content is not None:
         (tmp_path / "args.json").write_text(content)
-    with pytest.raises(SystemExit, match=message):
+    with pytest.raises(ArgumentError, match=message):
         parse_arguments((ModelArguments,), argv=[str(tmp_path / "args.json")])
 
 

@@ -491,6 +491,9 @@ def match_deeper_to_dwatt(config: DWAttConfig) -> tuple[int, int]:
 # Pretrained base
 # ----------------------------------------------------------------------------------------------------
 
+#: Parts of the weight names peft gives an adapted layer (its base weights and LoRA's A and B).
+UNMERGED_ADAPTER_PARTS = (".base_layer.", ".lora_A.", ".lora_B.")
+
 
 class DWAttPreTrainedModel(PreTrainedModel):
     """Weight init, config class and loading conventions shared by every DWAtt model."""
@@ -703,6 +706,17 @@ class DWAttPreTrainedModel(PreTrainedModel):
             mismatched.append((key, saved, own_shapes.get(key)))
         if mismatched and not ignore_mismatched_sizes:
             raise ValueError(self._mismatch_message(source, sorted(mismatched)))
+
+        # peft's names inside an adapted layer: weights saved before the adapters were merged into the backbone
+        unmerged = [key for key in loading_info.get("unexpected_keys") or () if any(
+            part in key for part in UNMERGED_ADAPTER_PARTS)]  # fmt: skip
+        if unmerged:
+            raise ValueError(
+                f"{source} holds LoRA adapters that were never merged into the backbone ({len(unmerged)} tensors, e.g. "
+                f"{unmerged[0]}): loaded as a DWAtt model, every adapted layer would get random weights. It is a "
+                "training-time save of a LoRA run (an intermediate checkpoint written before dwatt merged them, or a "
+                "peft model). Load the run's final folder (merged at the end of training), or resume the run from it."
+            )
 
         prefix = f"{self.base_model_prefix}."
         fusion_missing = sorted(

@@ -102,7 +102,8 @@ def training_rows(run: RunFolder, dataset: DatasetInfo) -> list[tuple[str, str]]
         ("schedule / warm-up", f"{_show(arg('lr_scheduler_type'))} / {warmup}"),
         ("optimizer / weight decay / max grad norm",
          f"{_show(arg('optim'))} / {_show(arg('weight_decay'))} / {_show(arg('max_grad_norm'))}"),
-        ("backbone frozen", _show(arg("freeze_backbone"))),
+        ("backbone frozen", "yes, run once per sentence without dropout (cached features)"
+         if arg("cache_backbone_features") else _show(arg("freeze_backbone"))),
         ("LoRA on the backbone (rank / alpha, merged into the saved weights)",
          f"{_show(arg('lora_r'))} / {_show(arg('lora_alpha'))}" if arg("lora_r") else "no"),
         ("max sequence length (sub-words)", _show(arg("max_seq_length"))),

@@ -17,6 +17,7 @@ from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
 from ..configuration_dwatt import DWATT_AUTO_MAP
+from ..modeling_dwatt import UNMERGED_ADAPTER_PARTS
 from .analysis_summary import LayerAnalysisSummary
 from .card import render_model_card
 from .figure import FIGURE_FILE, fusion_weight_figure
@@ -113,6 +114,23 @@ def check_no_local_paths(folder: Path, needles: list[str]) -> None:
                 raise ValueError(f"{path.name} mentions the local path {needle!r}; refusing to publish it")
 
 
+def check_adapters_merged(sources: list[Path]) -> None:
+    """Refuse weights saved with LoRA adapters not merged into the backbone: pushed, they would load with the
+    adapted layers randomly initialised (`from_pretrained` refuses them for the same reason)."""
+    from safetensors import safe_open
+
+    for path in sources:
+        if path.suffix != ".safetensors":
+            continue
+        with safe_open(path, framework="pt") as weights:
+            unmerged = [key for key in weights.keys() if any(part in key for part in UNMERGED_ADAPTER_PARTS)]
+        if unmerged:
+            raise ValueError(
+                f"{path} holds LoRA adapters that were never merged into the backbone (e.g. {unmerged[0]}): a training-"
+                "time save, not a model to share. Push the run's final folder (merged at the end of training)."
+            )
+
+
 def clear_previous_export(export_dir: Path) -> None:
     """Create `export_dir`, or empty it when it holds an earlier export (so stale files are not pushed).
 
@@ -168,6 +186,7 @@ def export_push_ready(
             f"{run_dir} is not a saved DWAtt checkpoint: missing {missing or 'model.safetensors'}. Save it with "
             "save_pretrained after `import dwatt` (which registers the classes so the .py files are copied)."
         )
+    check_adapters_merged(sources)
     clear_previous_export(export_dir)
 
     for source in sources:

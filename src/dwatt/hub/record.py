@@ -204,5 +204,7 @@ TRAINING_FIELDS = (
     "fp16",
     "bf16",
 )
-MODEL_FIELDS = ("fusion_learning_rate", "freeze_backbone", "lora_r", "lora_alpha", "lora_target_modules")
+MODEL_FIELDS = (
+    "fusion_learning_rate", "freeze_backbone", "cache_backbone_features", "lora_r", "lora_alpha", "lora_target_modules",
+)  # fmt: skip
 DATA_FIELDS = ("dataset_name", "dataset_config_name", "few_shot_k", "few_shot_seed", "max_seq_length")

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 from dataclasses import field, make_dataclass
-from pathlib import Path
 from typing import Any
 
 import transformers
 from transformers import HfArgumentParser, TrainingArguments
 
-from ..assets import bundled_minilm_path
+from ..assets import bundled_minilm_path, resolve_model_path
 from ..fusions import KNOBS, Knob, parse_fusion_layers
+from ..validation import RANGES, ArgumentError, check_values, dataclass_choices, field_types, read_json_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +41,16 @@ class _ModelArgumentsMethods:
                 "--lora_r and --freeze_backbone both set; expected one: LoRA already freezes the "
                 "backbone's own weights and trains its adapters"
             )
+        if self.cache_backbone_features and not self.freeze_backbone:
+            raise ValueError(
+                "--cache_backbone_features without --freeze_backbone; expected both: only a frozen backbone's "
+                "features stay the same from step to step"
+            )
         if self.lora_r is not None and self.lora_r < 1:
             raise ValueError(f"--lora_r {self.lora_r}; expected a positive rank (or leave it unset: no LoRA)")
         if self.model_name_or_path is None:
             self.model_name_or_path = str(bundled_minilm_path())
+        self.model_name_or_path = resolve_model_path(self.model_name_or_path)
 
     def fusion_config_kwargs(self) -> dict[str, Any]:
         """The `DWAttConfig` fields these arguments set: every knob of the fusion catalogue."""
@@ -61,10 +66,16 @@ ModelArguments = make_dataclass(
     [
         ("model_name_or_path", str | None, field(
             default=None,
-            metadata={"help": "A backbone (Hub id or folder) or a DWAtt checkpoint. Default: the bundled MiniLM."},
+            metadata={"help": "A backbone (Hub id, folder, or asset:<name> of `python -m dwatt.assets`) or a DWAtt "
+            "checkpoint. Default: the bundled MiniLM."},
         )),
         *(_knob_field(knob) for knob in KNOBS.values()),
         ("freeze_backbone", bool, field(default=False, metadata={"help": "Train only the fusion and the head."})),
+        ("cache_backbone_features", bool, field(
+            default=False,
+            metadata={"help": "With --freeze_backbone: run the backbone once per sentence (eval mode, so without its "
+                      "dropout) and train and evaluate on its cached hidden states; same result, much faster."},
+        )),
         ("lora_r", int | None, field(
             default=None,
             metadata={"help": "Train LoRA adapters of this rank on the backbone (peft) instead of its weights; the "
@@ -97,39 +108,35 @@ ModelArguments = make_dataclass(
 def parse_arguments(dataclass_types, default_job: dict | None = None, argv: list[str] | None = None):
     """Parse CLI arguments (or one JSON file, as the transformers examples do) into the dataclasses.
 
-    With no arguments at all, `default_job` (argument name -> value) is used: the script's default run.
+    With no arguments at all, `default_job` (argument name -> value) is used: the script's default run. Every
+    source goes through the same typed checks (`dwatt.validation`): a wrong type or an out-of-range value is
+    refused with its flag or `file:line`, before anything runs.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = HfArgumentParser(dataclass_types)
+    types, choices = field_types(*dataclass_types), dataclass_choices(*dataclass_types)
     if not argv and default_job is not None:
         logger.warning("No arguments given: running the default job %s", default_job)
-        parsed = parser.parse_dict(default_job)
+        values = check_values(default_job, types, lambda name: f"the default job's {name}", choices=choices)
     elif len(argv) == 1 and argv[0].endswith(".json"):
-        parsed = parser.parse_dict(read_arguments_file(argv[0]))
+        raw, source = read_json_arguments(argv[0])
+        values = check_values(raw, types, source, choices=choices)
+        unknown = sorted(set(values) - set(types))
+        if unknown:
+            raise ArgumentError(f"{source(unknown[0])}: unknown argument(s) {unknown}; `--help` lists them")
     else:
-        parsed = parser.parse_args_into_dataclasses(args=argv)
+        namespace = parser.parse_args(argv)  # syntax, types and choices as argparse checks them (exit 2)
+        values = vars(namespace)  # typed by argparse already: only the ranges are left to check
+        values |= check_values({name: values[name] for name in RANGES if values.get(name) is not None}, types,
+                               lambda name: f"--{name}")  # fmt: skip
+    try:
+        parsed = parser.parse_dict(values)
+    except ValueError as error:  # a dataclass's own check of how arguments go together
+        raise ArgumentError(str(error)) from None
     for arguments in parsed:
         if isinstance(arguments, TrainingArguments):
             check_process_group(arguments)
     return parsed
-
-
-def read_arguments_file(path: str) -> dict:
-    """A JSON file of arguments (as the transformers examples take). Read here rather than by
-    `HfArgumentParser.parse_json_file`, whose errors name neither the file nor the line."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SystemExit(f"{path}: no such file; expected a JSON file of arguments") from None
-    try:
-        values = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise SystemExit(
-            f"{path}:{error.lineno}: invalid JSON ({error.msg}); expected one object of arguments"
-        ) from None
-    if not isinstance(values, dict):
-        raise SystemExit(f"{path}: expected one JSON object of arguments, found a {type(values).__name__}")
-    return values
 
 
 def check_process_group(training_args: TrainingArguments) -> None:

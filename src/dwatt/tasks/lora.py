@@ -2,19 +2,25 @@
 
 The adapters live inside the backbone only while training; `merge_lora` folds them into the backbone's
 weights before the model is saved, so the saved folder is a plain DWAtt checkpoint that loads through
-`trust_remote_code` without peft, with the same logits.
+`trust_remote_code` without peft, with the same logits. Intermediate checkpoints (`checkpoint-N/`) get the same
+treatment (`MergedLoraCheckpoints`): their `model.safetensors` holds merged weights, and the adapters alone are
+kept beside it (`lora_adapters.safetensors`) for resuming.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+from pathlib import Path
 
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, TrainerCallback
 
 logger = logging.getLogger(__name__)
 
 #: Where peft has no default for the backbone's type: adapt every linear layer of the backbone.
 FALLBACK_TARGET_MODULES = "all-linear"
+#: Beside an intermediate checkpoint's merged weights: the adapter tensors, what resuming needs.
+ADAPTER_STATE_FILE = "lora_adapters.safetensors"
 
 
 def lora_target_modules(backbone_model_type: str, requested: str | None) -> list[str] | str:
@@ -66,3 +72,40 @@ def merge_lora(model: PreTrainedModel) -> int:
         parent_name, _, child_name = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child_name, module.get_base_layer())
     return len(adapted)
+
+
+class MergedLoraCheckpoints(TrainerCallback):
+    """Rewrites each checkpoint the Trainer saves during LoRA training as a plain DWAtt checkpoint (adapters
+    merged, so `from_pretrained` gives the model as trained so far) plus the adapter tensors for resuming."""
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        if state.is_world_process_zero and model is not None and has_lora(model):
+            write_merged_checkpoint(model, Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+
+def write_merged_checkpoint(model: PreTrainedModel, folder: Path) -> None:
+    """Replace `folder`'s weights by the merged model's (the final save's code path, on a copy), and keep the
+    adapters in `ADAPTER_STATE_FILE`."""
+    from safetensors.torch import save_file
+
+    adapters = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()
+                if "lora_" in name}  # fmt: skip
+    merged = copy.deepcopy(model)
+    merge_lora(merged)
+    merged.save_pretrained(folder)
+    save_file(adapters, folder / ADAPTER_STATE_FILE)
+
+
+def load_adapters(model: PreTrainedModel, checkpoint: str | Path) -> bool:
+    """Put a checkpoint's saved adapters back into a LoRA model being resumed; False when it has none (a
+    checkpoint saved with the adapters in its weights, which the Trainer loads itself)."""
+    from safetensors.torch import load_file
+
+    path = Path(checkpoint) / ADAPTER_STATE_FILE
+    if not path.is_file():
+        return False
+    result = model.load_state_dict(load_file(path), strict=False)
+    if result.unexpected_keys:
+        raise ValueError(f"{path}: adapters {result.unexpected_keys[:3]} do not fit this model's LoRA layers "
+                         "(another --lora_r or --lora_target_modules?)")  # fmt: skip
+    return True

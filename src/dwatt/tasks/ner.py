@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from ..inference import predict_word_labels
 from ..metrics import align_predictions, logits_to_label_ids, make_ner_compute_metrics, score_tag_sequences
 from ..modeling_dwatt import DWAttForTokenClassification
 from .arguments import ModelArguments
+from .frozen_features import cached_backbone_features
 from .runner import check_run_arguments, fusion_optimizer, load_model, record_metrics, record_run, train_and_save
 
 logger = logging.getLogger(__name__)
@@ -139,6 +141,22 @@ def run_ner(
         callbacks=callbacks,
     )
 
+    with contextlib.ExitStack() as stack:
+        if model_args.cache_backbone_features:
+            stack.enter_context(cached_backbone_features(model))
+        results = _train_evaluate_predict(trainer, model_args, data_args, raw, tokenized, truncated, label_list)
+    if push_requested:
+        if not training_args.do_train:  # a trained run was saved and recorded by train_and_save
+            trainer.save_model()
+            record_run(trainer, model_args, data_args)
+        training_args.push_to_hub = True
+        push_trained_run(training_args)
+    return results
+
+
+def _train_evaluate_predict(trainer, model_args, data_args, raw, tokenized, truncated, label_list) -> dict:
+    """The phases `--do_train`, `--do_eval` and `--do_predict` ask for; their metrics."""
+    training_args, tokenizer = trainer.args, trainer.processing_class
     results = {}
     if training_args.do_train:
         results.update(
@@ -168,13 +186,6 @@ def run_ner(
                 metrics["predict_scored_with_windows"] = True
             write_conll_predictions(Path(training_args.output_dir) / "predictions.conll", words, gold, predicted)
         results.update(record_metrics(trainer, "predict", metrics))
-
-    if push_requested:
-        if not training_args.do_train:  # a trained run was saved and recorded by train_and_save
-            trainer.save_model()
-            record_run(trainer, model_args, data_args)
-        training_args.push_to_hub = True
-        push_trained_run(training_args)
     return results
 
 

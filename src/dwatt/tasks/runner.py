@@ -13,11 +13,12 @@ from pathlib import Path
 from transformers import AutoConfig, PreTrainedModel, Trainer, TrainingArguments
 
 from ..configuration_dwatt import DWAttConfig
+from ..data.fingerprints import data_fingerprints
 from ..fusions import KNOBS
 from ..hub.record import TRAINING_FIELDS, save_run_arguments
 from .arguments import ModelArguments
 from .checkpoints import last_complete_checkpoint
-from .lora import add_lora, has_lora, merge_lora
+from .lora import MergedLoraCheckpoints, add_lora, has_lora, load_adapters, merge_lora
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +161,9 @@ def resume_key(training_args: TrainingArguments, model_args, data_args) -> dict:
         for f in fields(arguments)
         if f.name not in _NOT_IN_RESUME_KEY
     }
+    # The training data by content too: a file edited in place under the same path is another run.
+    training_data = {name: getattr(data_args, name, None) for name in ("train_file", "dataset_name")}
+    key |= {f"data.{name}.sha256": digest for name, digest in data_fingerprints(training_data).items()}
     return key | {f"training.{name}": plain(getattr(training_args, name, None)) for name in _TRAINING_KEY}
 
 
@@ -169,7 +173,9 @@ def check_resume_key(training_args: TrainingArguments, key: dict, resuming: bool
     path = Path(training_args.output_dir) / RESUME_KEY_FILE
     if resuming and training_args.resume_from_checkpoint is None and path.is_file():
         stored = json.loads(path.read_text())
-        differing = {name: (stored.get(name), key.get(name)) for name in sorted(set(stored) | set(key))
+        # Keys written before data fingerprints existed have none: nothing to compare there.
+        names = sorted(set(stored) | {name for name in key if not name.endswith(".sha256") or name in stored})
+        differing = {name: (stored.get(name), key.get(name)) for name in names
                      if stored.get(name) != key.get(name)}  # fmt: skip
         if differing:
             shown = "; ".join(
@@ -229,6 +235,10 @@ def train_and_save(trainer: Trainer, model_args, data_args, extra_metrics: dict 
     check_resume_key(training_args, key, resuming=resume_from is not None)
     if trainer.is_world_process_zero():  # this run's key, for the next resume
         (Path(training_args.output_dir) / RESUME_KEY_FILE).write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
+    if has_lora(trainer.model):
+        trainer.add_callback(MergedLoraCheckpoints())
+        if resume_from is not None and load_adapters(trainer.model, resume_from):
+            logger.info("Resuming the LoRA adapters saved in %s", resume_from)
     train_result = trainer.train(resume_from_checkpoint=resume_from)
     if has_lora(trainer.model):  # saved as a plain DWAtt checkpoint: no peft needed to load it
         logger.info("Merged %d LoRA adapters into the backbone", merge_lora(trainer.model))

@@ -13,15 +13,22 @@ from typing import Any
 
 import yaml
 
+from ...data.fingerprints import data_fingerprints
 from ...protocol import METHODS, SweepSettings
+from ...tasks.arguments import ModelArguments
+from ...tasks.ner import NerDataArguments
+from ...validation import ArgumentError, check_values, dataclass_choices, field_types
 
 #: `data:` keys, passed to run_ner's `NerDataArguments` (train/validation/test files or a Hub dataset).
 DATA_KEYS = ("dataset_name", "dataset_config_name", "train_file", "validation_file", "test_file", "label_all_tokens")
 #: Per-regime keys other than the grid: how the backbone trains.
-REGIME_MODEL_KEYS = ("freeze_backbone", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules")
+REGIME_MODEL_KEYS = (
+    "freeze_backbone", "cache_backbone_features", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
+)  # fmt: skip
 #: `settings:` keys: the shared hyper-parameters, except what a regime decides.
 SETTINGS_KEYS = tuple(f.name for f in fields(SweepSettings) if f.name not in ("learning_rate", "freeze_backbone",
                                                                                "model_name_or_path"))  # fmt: skip
+SETTINGS_TYPES = field_types(SweepSettings)
 SELECTION_POINTS = ("last", "best")
 TOP_KEYS = ("name", "description", "backbone", "data", "methods", "ks", "seeds", "selection", "regimes", "settings")
 
@@ -75,6 +82,7 @@ class SweepConfig:
             "data": dict(sorted(self.data.items())),
             "regimes": {name: dict(sorted(regime.model_values.items())) for name, regime in self.regimes.items()},
             "selection": {"tuning_seeds": list(self.selection.tuning_seeds), "point": self.selection.point},
+            "data_sha256": data_fingerprints(self.data),
         }
 
 
@@ -88,28 +96,66 @@ def load_sweep_config(path: str | Path, overrides: list[str] = ()) -> SweepConfi
     except IsADirectoryError:
         raise SweepConfigError(f"{path} is a folder; expected a sweep config file (see configs/sweeps/)") from None
     try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=UniqueKeyLoader)
+        raw = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise SweepConfigError(f"{where}: invalid YAML ({getattr(error, 'problem', error)})") from None
     if not isinstance(raw, dict):
         raise SweepConfigError(f"{path}: expected a mapping of {', '.join(TOP_KEYS)}; found {type(raw).__name__}")
+    lines: dict[str, int | str] = _line_index(node)
     for override in overrides:
         key, separator, value = override.partition("=")
         if not separator or not key.strip():
             raise SweepConfigError(f"--set {override!r}: expected key.path=value, e.g. settings.max_steps=4")
-        _set_dotted(raw, key.strip(), yaml.safe_load(value))
-    return parse_sweep_config(raw, source=str(path), lines=_line_index(node))
+        try:
+            parsed = yaml.load(value, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError as error:
+            raise SweepConfigError(f"--set {override!r}: the value is not valid YAML ({error})") from None
+        _set_dotted(raw, key.strip(), parsed)
+        lines[key.strip()] = f"--set {override}"
+    return parse_sweep_config(raw, source=str(path), lines=lines)
 
 
-def parse_sweep_config(raw: dict, source: str = "<dict>", lines: dict[str, int] | None = None) -> SweepConfig:
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        first_lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in first_lines:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} given twice (first on line {first_lines[key]}); expected each key once",
+                    key_node.start_mark,
+                )  # fmt: skip
+            first_lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_sweep_config(raw: dict, source: str = "<dict>", lines: dict[str, int | str] | None = None) -> SweepConfig:
+    """Check a config's values (types and ranges through `dwatt.validation`, with the argument dataclasses'
+    annotations) and build it. `lines`: dotted key -> its line in the file, or the `--set` that gave it."""
     lines = lines or {}
 
-    def fail(key: str, message: str):
+    def origin(key: str) -> str:
+        """`file:line` of the key (or of its parent), or the `--set` that gave it."""
         line = lines.get(key) or lines.get(key.rsplit(".", 1)[0])
-        raise SweepConfigError(f"{source}:{line}: {key}: {message}" if line else f"{source}: {key}: {message}")
+        if isinstance(line, str):
+            return line
+        return f"{source}:{line}" if line else source
+
+    def fail(key: str, message: str):
+        raise SweepConfigError(f"{origin(key)}: {key}: {message}")
+
+    def checked(values: dict, types: dict, prefix: str) -> dict:
+        try:
+            return check_values(values, types, lambda name: origin(f"{prefix}.{name}"),
+                                 choices=dataclass_choices(SweepSettings, ModelArguments))  # fmt: skip
+        except ArgumentError as error:
+            raise SweepConfigError(str(error)) from None
 
     def known(mapping: Any, allowed: tuple[str, ...], where: str) -> dict:
         if mapping is None:
@@ -137,7 +183,7 @@ def parse_sweep_config(raw: dict, source: str = "<dict>", lines: dict[str, int] 
         if len(set(values)) != len(values):
             fail(key, f"listed twice in {values}")
 
-    settings_values = dict(known(raw.get("settings"), SETTINGS_KEYS, "settings"))
+    settings_values = checked(dict(known(raw.get("settings"), SETTINGS_KEYS, "settings")), SETTINGS_TYPES, "settings")
     try:
         settings = SweepSettings(model_name_or_path=raw.get("backbone"), **settings_values)
     except TypeError as error:
@@ -147,7 +193,7 @@ def parse_sweep_config(raw: dict, source: str = "<dict>", lines: dict[str, int] 
     if settings.eval_every > settings.max_steps:
         fail("settings.eval_every", f"{settings.eval_every} is more than max_steps {settings.max_steps}: no eval point")
 
-    data = dict(known(raw.get("data"), DATA_KEYS, "data"))
+    data = checked(dict(known(raw.get("data"), DATA_KEYS, "data")), field_types(NerDataArguments), "data")
     for key in ("train_file", "validation_file", "test_file"):
         if data.get(key) is not None and not Path(data[key]).is_file():
             fail(f"data.{key}", f"{data[key]} is not a file; expected a CoNLL, token<TAB>tag or JSON lines file")
@@ -161,6 +207,9 @@ def parse_sweep_config(raw: dict, source: str = "<dict>", lines: dict[str, int] 
     for regime_name, regime_raw in regimes_raw.items():
         where = f"regimes.{regime_name}"
         regime_raw = dict(known(regime_raw, ("learning_rates", *REGIME_MODEL_KEYS), where))
+        rates = regime_raw.pop("learning_rates", None)
+        regime_raw = checked(regime_raw, field_types(ModelArguments), where)
+        regime_raw["learning_rates"] = rates
         grid_key = f"{where}.learning_rates"
         rates = [
             _positive_float(rate, grid_key, fail)
@@ -170,6 +219,9 @@ def parse_sweep_config(raw: dict, source: str = "<dict>", lines: dict[str, int] 
             fail(grid_key, f"listed twice in {rates}")
         if regime_raw.get("freeze_backbone") and regime_raw.get("lora_r"):
             fail(where, "freeze_backbone and lora_r both set; expected one")
+        if regime_raw.get("cache_backbone_features") and not regime_raw.get("freeze_backbone"):
+            fail(where, "cache_backbone_features without freeze_backbone; expected both (only a frozen backbone's "
+                        "features stay the same)")  # fmt: skip
         regimes[str(regime_name)] = Regime(str(regime_name), tuple(rates), regime_raw)
 
     selection_raw = known(raw.get("selection"), ("tuning_seeds", "point"), "selection")

@@ -14,6 +14,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from ...assets import resolve_model_path
 from ...fusions import CATALOGUE
 from ...protocol import METHODS
 from ...tasks.ner import parse_run_values, run_ner
@@ -81,7 +82,9 @@ class SweepArguments:
     set: list[str] = field(
         default_factory=list,
         metadata={
-            "help": "Overrides of config values, key.path=value (e.g. settings.max_steps=50 backbone=bert-base-cased)."
+            "help": "Overrides of config values, key.path=value (e.g. settings.max_steps=50 backbone=bert-base-cased); "
+            "given again, it adds more.",
+            "action": "extend",
         },
     )
     methods: str | None = field(
@@ -296,13 +299,14 @@ def run_sweep(
     """
     from tqdm.auto import tqdm
 
-    if config.settings.model_name_or_path and is_dwatt_checkpoint(config.settings.model_name_or_path):
+    backbone = config.settings.model_name_or_path
+    if backbone and is_dwatt_checkpoint(resolve_model_path(backbone)):  # an asset not installed fails here, named
         raise ValueError("a sweep starts from a plain backbone; a DWAtt checkpoint would ignore the method flags")
     results_dir = Path(output_root) / config.name
     results_dir.mkdir(parents=True, exist_ok=True)
     runs_file = RunsFile(results_dir / RUNS_FILE)
     with runs_file.locked():  # shards started at once on a new name both find no sweep.json
-        check_settings(results_dir, config.fixed_part())
+        check_settings(results_dir, config.fixed_part(), has_runs=bool(runs_file.read()))
     runs_file.remove_stale_temporaries()
 
     plan = plan_slots(config)

@@ -164,21 +164,23 @@ def decode_counts(text: str, sentences: int) -> np.ndarray:
     return values.reshape(sentences, 3)
 
 
-def check_settings(results_dir: Path, wanted: dict[str, Any]) -> None:
+def check_settings(results_dir: Path, wanted: dict[str, Any], has_runs: bool = True) -> None:
     """Write `sweep.json` on the first run; afterwards refuse settings that differ from it (mixing them
     would break the identical-hyper-parameters rule). Methods, K, seeds and rates may change between
     sittings, and so may the set of regimes (`--regimes frozen` runs one of them first), but a regime
-    already stored must keep its values. Call it under the results file's lock (`RunsFile.locked`): shards
-    started together race here."""
+    already stored must keep its values. A data file whose content changed (`data_sha256`) is refused by name.
+    While no run has finished (`has_runs` False) nothing is fixed yet: the file is written anew. Call it under
+    the results file's lock (`RunsFile.locked`): shards started together race here."""
     path = results_dir / SETTINGS_FILE
     wanted = json.loads(json.dumps(wanted))  # compared as stored: tuples become lists
-    if path.is_file():
+    if path.is_file() and has_runs:
         stored = json.loads(path.read_text())
+        _check_data_unchanged(path, stored.get("data_sha256"), wanted.get("data_sha256", {}))
         stored_regimes, wanted_regimes = stored.get("regimes", {}), wanted.get("regimes", {})
         differing = {
             name: (stored.get(name), value)
             for name, value in wanted.items()
-            if name != "regimes" and stored.get(name) != value
+            if name not in ("regimes", "data_sha256") and stored.get(name) != value
         }
         differing.update(
             {
@@ -192,13 +194,25 @@ def check_settings(results_dir: Path, wanted: dict[str, Any]) -> None:
                 f"{path} was made with other settings {differing} (stored, asked); "
                 "give a sweep with different settings another name"
             )
-        if set(wanted_regimes) <= set(stored_regimes):
+        if set(wanted_regimes) <= set(stored_regimes) and "data_sha256" in stored:
             return
-        wanted = {**stored, "regimes": {**stored_regimes, **wanted_regimes}}
+        # a new regime, or a sweep.json from before data fingerprints: record them from now on
+        wanted = {**stored, "regimes": {**stored_regimes, **wanted_regimes}, "data_sha256": wanted.get("data_sha256")}
     results_dir.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.tmp.{os.getpid()}")
     temporary.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
     os.replace(temporary, path)
+
+
+def _check_data_unchanged(path: Path, stored: dict | None, current: dict) -> None:
+    changed = {name: (old, current.get(name)) for name, old in (stored or {}).items() if current.get(name) != old}
+    if changed:
+        shown = "; ".join(f"{name}: SHA-256 {old[:12]}... then, {f'{new[:12]}...' if new else 'no file'} now"
+                          for name, (old, new) in changed.items())  # fmt: skip
+        raise ValueError(
+            f"{path}: the sweep's data changed since its finished runs were trained ({shown}). Resuming would put "
+            "runs on two datasets into one summary: restore the file, or give the sweep on the new data another name"
+        )
 
 
 @dataclass(frozen=True, order=True)

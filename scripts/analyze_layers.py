@@ -1,35 +1,10 @@
 #!/usr/bin/env python
-"""Where each word draws from: fusion-weight maps, layer ablation and first-k-layer inference of a checkpoint.
+"""`dwatt analyze` from a clone of the repository; the command lives in `dwatt.commands.analyze_layers`.
 
-    python scripts/analyze_layers.py        # outputs/dwatt-minilm-wnut16-k200 on the bundled WNUT-16 test split
-    python scripts/analyze_layers.py --model_name_or_path outputs/my-run --output_dir results/analysis/my-run
-    python scripts/analyze_layers.py --model_name_or_path outputs/my-run --data_file eng.testb --max_sentences 500
-
-Writes `report.md` and PNG figures to `--output_dir` (default `results/analysis/<checkpoint folder name>`).
-The checkpoint must be a `DWAttForTokenClassification`; the data must use (a subset of) its labels.
-All arguments: `python scripts/analyze_layers.py --help`; one JSON file of arguments also works.
+python scripts/analyze_layers.py --help
 """
 
-import shlex
-import sys
-from pathlib import Path
-
-from dwatt.experiments.analysis.probes import FULL, first_k_name
-from dwatt.experiments.analysis.run import AnalysisArguments, run_analysis
-from dwatt.tasks.arguments import parse_arguments
-
-
-def main():
-    (args,) = parse_arguments((AnalysisArguments,))
-    command = " ".join(["python scripts/analyze_layers.py", *map(shlex.quote, sys.argv[1:])])
-    result, report = run_analysis(args, command)
-    print(f"\nentity F1: full {result.f1(FULL):.4f}", end="")
-    for k in (k for k in result.first_ks if k < result.num_layers):
-        speed = f" ({result.timing.speedup(k):.2f}x)" if result.timing else ""
-        print(f", first {k}: {result.f1(first_k_name(k)):.4f}{speed}", end="")
-    pngs = ", ".join(sorted(path.name for path in Path(report).parent.glob("*.png")))
-    print(f"\nwritten: {report} and {pngs}")
-
+from dwatt.commands.analyze_layers import main
 
 if __name__ == "__main__":
     main()

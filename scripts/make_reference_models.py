@@ -15,6 +15,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from dwatt.cli import command
 from dwatt.experiments.reference_models import (
     DEFAULT_REPO_NAMESPACE,
     REFERENCE_RUNS,
@@ -25,7 +26,8 @@ from dwatt.experiments.reference_models import (
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def main(argv: list[str] | None = None) -> None:
+@command
+def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=[name.split("-")[0] for name in REFERENCE_RUNS], help="one run only")
     parser.add_argument("--skip_training", action="store_true", help="render cards from existing run folders")

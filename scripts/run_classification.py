@@ -1,35 +1,10 @@
 #!/usr/bin/env python
-"""Fine-tune a DWAtt model (or a fusion baseline) for sentence (pair) classification with the stock Trainer.
+"""`dwatt classification` from a clone of the repository; the command lives in `dwatt.commands.run_classification`.
 
-    python scripts/run_classification.py            # the embedded default: MiniLM + Pang-Lee polarity
-    python scripts/run_classification.py --model_name_or_path bert-base-uncased --train_file train.csv \
-        --validation_file dev.csv --test_file test.csv --fusion dwatt --output_dir out --do_train --do_eval --do_predict
-    accelerate launch scripts/run_classification.py args.json  # same code under Accelerate / torchrun
-
-Files are CSV, TSV or JSON lines with `text` (and optional `text_pair`) and `label` columns.
-Model, data and training arguments: `python scripts/run_classification.py --help`.
+python scripts/run_classification.py --help
 """
 
-from transformers import TrainingArguments
-
-from dwatt.protocol import DEFAULT_CLASSIFICATION_JOB
-from dwatt.tasks.arguments import ModelArguments, parse_arguments, setup_logging
-from dwatt.tasks.classification import ClassificationDataArguments, run_classification
-
-
-def main():
-    model_args, data_args, training_args = parse_arguments(
-        (ModelArguments, ClassificationDataArguments, TrainingArguments), default_job=DEFAULT_CLASSIFICATION_JOB
-    )
-    setup_logging(training_args)
-    results = run_classification(model_args, data_args, training_args)
-    if training_args.process_index == 0:
-        for split in ("eval", "predict"):
-            if f"{split}_accuracy" in results:
-                accuracy, macro_f1, samples = (results[f"{split}_{key}"] for key in ("accuracy", "macro_f1", "samples"))
-                print(f"\n{split} accuracy {accuracy:.4f}, macro F1 {macro_f1:.4f} ({samples} examples)")
-        print(f"Outputs in {training_args.output_dir}")
-
+from dwatt.commands.run_classification import main
 
 if __name__ == "__main__":
     main()

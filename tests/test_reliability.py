@@ -741,7 +741,6 @@ def run_script(name: str, *args, cwd: Path) -> subprocess.CompletedProcess:
 def test_an_arguments_file_that_is_missing_or_not_json_is_named(tmp_path, content, message):
     """Before: a raw FileNotFoundError / JSONDecodeError from inside HfArgumentParser."""
     from dwatt.tasks.arguments import parse_arguments
-
     from dwatt.validation import ArgumentError
 
     if content is not None:

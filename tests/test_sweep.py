@@ -353,7 +353,7 @@ class FailAtStep(TrainerCallback):
             raise RuntimeError("simulated kill")
 
 
-def test_smoke_sweep_tunes_from_a_config_resumes_and_redoes_a_killed_run(tiny_bert_dir, tmp_path, monkeypatch,
+def test_smoke_sweep_tunes_from_a_config_resumes_and_redoes_a_killed_run(tiny_bert_dir, tmp_path, monkeypatch, capsys,
                                                                         one_thread):  # fmt: skip
     """2 methods x 2 rates on tuning seed 0, then seed 1 at each method's chosen rate: the chosen rate is the one
     with the better dev F1, and rewriting every test score does not change it."""
@@ -400,8 +400,9 @@ def test_smoke_sweep_tunes_from_a_config_resumes_and_redoes_a_killed_run(tiny_be
     cli.main([*common, "--seeds", "2"])
     assert (results_dir / "runs.csv").read_text() == before
     monkeypatch.undo()
-    with pytest.raises(ValueError, match="other settings"):  # the fixed part of a sweep cannot change
+    with pytest.raises(SystemExit) as refused:  # the fixed part of a sweep cannot change
         cli.main([*common, "--seeds", "2"] + ["--set", *tiny_overrides(tiny_bert_dir), "settings.max_steps=6"])
+    assert refused.value.code == 1 and "other settings" in capsys.readouterr().err
 
     # Widen to seed 2 and kill its first run midway: no rows, the earlier rows untouched; then redo it.
     with pytest.raises(RuntimeError, match="simulated kill"):

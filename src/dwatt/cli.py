@@ -49,3 +49,38 @@ def command(main: Callable[[list[str]], object]) -> Callable[[list[str] | None],
             raise SystemExit(2 if bad_arguments else 1) from None
 
     return run
+
+
+#: `dwatt <name>` -> the module whose `main(argv)` runs it, and a line of help.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "ner": ("dwatt.commands.run_ner", "fine-tune for NER (token classification) with the stock Trainer"),
+    "classification": ("dwatt.commands.run_classification", "fine-tune for sentence (pair) classification"),
+    "mlm": ("dwatt.commands.run_mlm", "train with masked-language modelling"),
+    "sweep": ("dwatt.commands.fewshot_sweep", "run or summarise a few-shot sweep from a config file"),
+    "analyze": ("dwatt.commands.analyze_layers", "layer analysis of a trained NER checkpoint"),
+    "push": ("dwatt.commands.push_to_hub", "push a run folder to the Hub with its model card (or --dry_run)"),
+    "assets": ("dwatt.assets", "install or locate large assets (all-mpnet-base-v2)"),
+    "budget": ("dwatt.experiments.budget", "parameters each fusion adds to a backbone"),
+    "bench-overhead": ("dwatt.commands.bench_overhead", "time, memory and FLOP overhead of each fusion"),
+    "bench-cache": ("dwatt.commands.bench_frozen_cache", "speed of cached frozen-backbone features"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`dwatt <command> [arguments]` (also `python -m dwatt ...`)."""
+    import importlib
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        width = max(map(len, COMMANDS))
+        lines = [f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items()]
+        print("usage: dwatt <command> [arguments]   (dwatt <command> --help for its arguments)\n\ncommands:")
+        print("\n".join(lines))
+        raise SystemExit(0 if argv else 2)
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown command {name!r}; expected one of {', '.join(COMMANDS)}", file=sys.stderr)
+        raise SystemExit(2)
+    sys.argv = [f"dwatt {name}", *rest]  # what argparse shows as the program name
+    entry = importlib.import_module(COMMANDS[name][0]).main
+    entry(rest)

@@ -226,6 +226,9 @@ class DWAttConfig(PretrainedConfig):
         # The base class sets attn_implementation on every sub-config: without this it would reset the
         # backbone's (e.g. "sdpa" of a loaded encoder) to None, and its attention would fall back to a warning path.
         kwargs.setdefault("attn_implementation", getattr(backbone_config, "_attn_implementation", None))
+        # A label map given one way only: the other is derived, as transformers' run_ner reads label2id.
+        if kwargs.get("id2label") is not None and kwargs.get("label2id") is None:
+            kwargs["label2id"] = {label: int(index) for index, label in kwargs["id2label"].items()}
         # The Trainer reads the model config's pad token and rewrites the config when it is missing.
         kwargs.setdefault("pad_token_id", getattr(backbone_config, "pad_token_id", None))
         # Passed to the base class rather than set here: transformers 4.x sets it there and would

@@ -169,6 +169,30 @@ CATALOGUE: dict[str, Fusion] = {
 }
 
 
+#: DWAtt's sizing knobs: `deeper` matches its parameter count to the DWAtt these would build.
+DEEPER_BUDGET_KNOBS = ("fusion_layers", "dwatt_pos_dim", "dwatt_query_ratio", "dwatt_value_ratio")
+#: Knobs every fusion's model uses (the head's dropout), and the choice of fusion itself.
+SHARED_KNOBS = ("fusion", "classifier_dropout")
+
+
+def knobs_used(fusion: str) -> set[str]:
+    """The knobs that change a model of this fusion; any other knob is saved in its config and ignored."""
+    entry = CATALOGUE[fusion]
+    used = {*SHARED_KNOBS, *entry.knobs}
+    if entry.identity_init:
+        used.add("fusion_init")
+    if fusion == "deeper":
+        used.update(DEEPER_BUDGET_KNOBS)
+    return used
+
+
+def unused_knobs(values: dict[str, Any]) -> dict[str, Any]:
+    """The knobs in `values` set away from their default that `values["fusion"]` does not use."""
+    used = knobs_used(values.get("fusion", KNOBS["fusion"].default))
+    return {name: value for name, value in values.items()
+            if name in KNOBS and name not in used and value != KNOBS[name].default}  # fmt: skip
+
+
 def sweep_methods() -> dict[str, dict[str, Any]]:
     """Method name -> the knob values it sets, in catalogue order. A fusion without named variants is one
     method of its own name; `deeper` leaves its size unset, so it matches DWAtt's budget by itself."""

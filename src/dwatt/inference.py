@@ -125,6 +125,16 @@ def _default_max_seq_length(tokenizer: Any) -> int:
     return int(limit) if isinstance(limit, int) and 0 < limit < 100_000 else DEFAULT_MAX_SEQ_LENGTH
 
 
+def learned_positions(model: Any) -> int | None:
+    """How many positions the model's learned position embeddings can number (RoBERTa-style embeddings start
+    after the padding index); None when it has none (relative or rotary positions)."""
+    for name, module in model.named_modules():
+        if name.endswith("position_embeddings") and isinstance(module, torch.nn.Embedding):
+            offset = module.padding_idx + 1 if module.padding_idx is not None else 0
+            return module.num_embeddings - offset
+    return None
+
+
 def _windows_of(
     words: list[str], tokenizer: Any, max_seq_length: int, stride: int | None
 ) -> tuple[list[dict[str, list[int]]], list[tuple[int, int]], int]:
@@ -179,7 +189,8 @@ def predict_word_labels(
         tokenizer: its fast tokenizer.
         inputs: word lists (pre-split, as in CoNLL files) or texts, which are split on whitespace.
         max_seq_length: sub-words per window, special tokens included (default: the tokenizer's
-            `model_max_length`, else 512). Use the length the model was trained with.
+            `model_max_length`, else 512, at most the model's learned positions). Use the length the model
+            was trained with.
         stride: sub-words shared by neighbouring windows; more overlap gives border words more
             context and costs more windows. Must be below the content sub-words per window
             (default: a quarter of them, e.g. 127 for 512-token windows).
@@ -192,7 +203,15 @@ def predict_word_labels(
         raise ValueError("predict_word_labels needs a fast tokenizer (word_ids); load it with use_fast=True")
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}; expected a positive number of windows per forward pass")
-    max_seq_length = _default_max_seq_length(tokenizer) if max_seq_length is None else max_seq_length
+    positions = learned_positions(model)
+    if max_seq_length is None:
+        max_seq_length = _default_max_seq_length(tokenizer)
+        max_seq_length = max_seq_length if positions is None else min(max_seq_length, positions)
+    elif positions is not None and max_seq_length > positions:
+        raise ValueError(
+            f"max_seq_length={max_seq_length} is more than the {positions} positions the model has learned; "
+            f"expected at most {positions} (longer inputs are still labelled in full: windows of that size)"
+        )
     id2label = {int(index): label for index, label in model.config.id2label.items()}
     words_per_input = _normalise_inputs(inputs)
 

@@ -549,7 +549,8 @@ class DWAttPreTrainedModel(PreTrainedModel):
 
         `backbone_kwargs` go to `AutoModel.from_pretrained` (e.g. `revision`, `dtype`,
         `attn_implementation`); the other keyword arguments to `DWAttConfig`. The backbone's weights are
-        kept bit-identical; only the fusion and the head are newly initialised. The backbone's tokenizer,
+        kept bit-identical; only the fusion and the head are newly initialised. The model is returned in eval
+        mode, as `from_pretrained` returns one (the Trainer switches to training mode). The backbone's tokenizer,
         where it has one, is kept with the model and written by `save_pretrained` next to the weights, so the
         saved folder works with `AutoTokenizer` and `pipeline` as it is.
         """
@@ -563,7 +564,7 @@ class DWAttPreTrainedModel(PreTrainedModel):
         model = cls(config, backbone=backbone)
         model.tie_weights()
         model.backbone_tokenizer = _backbone_tokenizer(name_or_path, backbone_kwargs or {})
-        return model
+        return model.eval()  # as from_pretrained returns it: no dropout until training switches it on
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`; a model built by `from_backbone` also writes the backbone's

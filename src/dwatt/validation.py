@@ -48,7 +48,6 @@ RANGES: dict[str, Range] = {
     "lora_dropout": PROBABILITY,
     "mlm_probability": Range("a probability in (0, 1)", {"gt": 0, "lt": 1}),
     "warmup_fraction": FRACTION,
-    "warmup_ratio": FRACTION,
     "dwatt_query_ratio": POSITIVE,
     "dwatt_value_ratio": POSITIVE,
     "dwatt_pos_dim": COUNT,

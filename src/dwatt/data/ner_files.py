@@ -16,9 +16,9 @@ from .lines import PathLike, decode_lines, json_lines, line_list
 from .tags import (
     Scheme,
     _check_scheme,
-    _check_tag,
     _has_iob2_style_b_tag,
     _i_tags_starting_chunks,
+    checked_tag,
     convert_iob1_to_iob2,
     make_label_list,
 )
@@ -140,9 +140,8 @@ def read_column_file(path: PathLike, scheme: Scheme = "auto") -> list[NerSentenc
         token, tag = columns[0], columns[-1].strip()
         if token.strip() == "":
             raise ValueError(f"{path}:{line_number}: empty token; expected a token before the tag")
-        _check_tag(tag, path, line_number)
         tokens.append(token)
-        tags.append(tag)
+        tags.append(checked_tag(tag, path, line_number))
         tag_lines.append(line_number)
     end_sentence()
 
@@ -199,8 +198,7 @@ def read_jsonl_file(
                         f"{path}:{line_number}: tag id {raw_tag} is out of range for {len(label_list)} labels"
                     )
                 raw_tag = label_list[raw_tag]
-            _check_tag(raw_tag, path, line_number)
-            tags.append(raw_tag)
+            tags.append(checked_tag(raw_tag, path, line_number))
         sentences.append(NerSentence(tokens, tags, str(path), [line_number] * len(tokens)))
 
     if not sentences:

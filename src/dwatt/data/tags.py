@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
@@ -70,11 +71,14 @@ def make_label_list(tag_sequences: Iterable[Sequence[str]]) -> list[str]:
     return labels
 
 
-def _check_tag(tag: str, path: PathLike, line_number: int) -> None:
+def checked_tag(tag: str, path: PathLike, line_number: int) -> str:
+    """The tag in Unicode NFC (so 'B-PÉR' typed with a combining accent is the same label as the precomposed
+    one); a malformed tag raises, naming the file and the line."""
     if not _TAG_PATTERN.match(tag):
         raise ValueError(
             f"{path}:{line_number}: malformed tag {tag!r}; expected 'O', 'B-<type>' or 'I-<type>' (IOB1/IOB2)"
         )
+    return unicodedata.normalize("NFC", tag)
 
 
 def _check_scheme(scheme: str) -> None:

@@ -13,7 +13,9 @@ import torch
 from transformers import AutoModelForTokenClassification, PretrainedConfig
 
 from ..configuration_dwatt import FUSIONS, DWAttConfig
+from ..inference import learned_positions
 from ..modeling_dwatt import DWAttForTokenClassification, count_parameters
+from ..validation import ArgumentError
 
 STOCK = "stock"
 #: DWAtt with `dwatt_recompute_values=False` (the default recomputes the value MLPs in backward): what
@@ -288,7 +290,7 @@ def parse_shapes(text: str) -> list[tuple[int, int]]:
     except ValueError:
         shapes = []
     if not shapes or any(len(shape) != 2 or min(shape) < 1 for shape in shapes):
-        raise SystemExit(f"--shapes {text!r}: expected BATCHxLENGTH items, e.g. 16x128,4x512")
+        raise ArgumentError(f"--shapes {text!r}: expected BATCHxLENGTH items, e.g. 16x128,4x512")
     return shapes
 
 
@@ -328,6 +330,11 @@ def overhead_report(
     for name in backbones:
         config, state = benchmark_backbone(name)
         models = build_models(config, fusions=fusions, backbone_state=state)
+        limit = learned_positions(models[STOCK])
+        too_long = [f"{batch}x{length}" for batch, length in shapes if limit is not None and length > limit]
+        if too_long:
+            raise ArgumentError(f"--shapes {','.join(too_long)}: longer than the {limit} positions {name} has learned; "
+                                f"expected lengths <= {limit}")  # fmt: skip
         if "dwatt" in models:  # what recomputing the value MLPs costs in time and saves in memory
             storing = build_models(config, fusions=["dwatt"], dwatt_recompute_values=False)["dwatt"]
             storing.load_state_dict(models["dwatt"].state_dict())

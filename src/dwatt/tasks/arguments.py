@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+import threading
+import time
 from dataclasses import field, make_dataclass
 from typing import Any
 
@@ -12,7 +15,7 @@ import transformers
 from transformers import HfArgumentParser, TrainingArguments
 
 from ..assets import bundled_minilm_path, resolve_model_path
-from ..fusions import KNOBS, Knob, parse_fusion_layers
+from ..fusions import KNOBS, Knob, knobs_used, parse_fusion_layers, unused_knobs
 from ..validation import RANGES, ArgumentError, check_values, dataclass_choices, field_types, read_json_arguments
 
 logger = logging.getLogger(__name__)
@@ -48,6 +51,13 @@ class _ModelArgumentsMethods:
             )
         if self.lora_r is not None and self.lora_r < 1:
             raise ValueError(f"--lora_r {self.lora_r}; expected a positive rank (or leave it unset: no LoRA)")
+        unused = unused_knobs({name: getattr(self, name) for name in KNOBS})
+        if unused:
+            shown = ", ".join(f"--{name} {value}" for name, value in unused.items())
+            raise ArgumentError(
+                f"{shown}: not used by --fusion {self.fusion} (it would be saved in the config and ignored); "
+                f"expected only the knobs of {self.fusion}: {', '.join(sorted(knobs_used(self.fusion)))}"
+            )
         if self.model_name_or_path is None:
             self.model_name_or_path = str(bundled_minilm_path())
         self.model_name_or_path = resolve_model_path(self.model_name_or_path)
@@ -130,13 +140,44 @@ def parse_arguments(dataclass_types, default_job: dict | None = None, argv: list
         values |= check_values({name: values[name] for name in RANGES if values.get(name) is not None}, types,
                                lambda name: f"--{name}")  # fmt: skip
     try:
-        parsed = parser.parse_dict(values)
+        with announced_rendezvous():  # TrainingArguments joins the process group: it waits for every machine
+            parsed = parser.parse_dict(values)
     except ValueError as error:  # a dataclass's own check of how arguments go together
         raise ArgumentError(str(error)) from None
     for arguments in parsed:
         if isinstance(arguments, TrainingArguments):
             check_process_group(arguments)
     return parsed
+
+
+@contextlib.contextmanager
+def announced_rendezvous(every_seconds: float = 60.0):
+    """Say so while a multi-machine launch waits for the other machines to join (it waits until --ddp_timeout,
+    30 minutes by default, with no word of its own): a one-machine launch of a multi-machine config is the
+    usual cause."""
+    world, local = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
+    if not local or world <= local or os.environ.get("LOCAL_RANK", "0") != "0":
+        yield
+        return
+    machines, address = world // local, f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+    started = time.monotonic()
+
+    def tell(stop: threading.Event) -> None:
+        while not stop.wait(every_seconds):
+            print(
+                f"dwatt: still waiting ({time.monotonic() - started:.0f} s) for {machines} machines x {local} processes"
+                f" to join at {address}. Run the same command on every machine, each with its own --machine_rank; on "
+                "one machine use a one-machine config (configs/accelerate/ddp.yaml or cpu-ddp.yaml). The wait ends "
+                "with an error after --ddp_timeout seconds (1800 by default).",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
+
+    stop = threading.Event()
+    threading.Thread(target=tell, args=(stop,), daemon=True).start()
+    try:
+        yield
+    finally:
+        stop.set()
 
 
 def check_process_group(training_args: TrainingArguments) -> None:

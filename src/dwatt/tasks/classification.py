@@ -141,12 +141,35 @@ def label_strings(dataset: Dataset, label_column: str) -> list[str | None]:
 def make_label_list(dataset: Dataset, label_column: str, source: str) -> list[str]:
     """The label list of the training data: a ClassLabel's own names, else the sorted distinct labels."""
     feature = dataset.features[label_column]
-    if isinstance(feature, ClassLabel):
-        return list(feature.names)
+    labels = list(feature.names) if isinstance(feature, ClassLabel) else _distinct_labels(dataset, label_column, source)
+    if len(labels) < 2:
+        raise ValueError(
+            f"{source}: every {label_column!r} is {labels[0]!r}; expected at least two classes (with one, the model "
+            "would be built as a regression head and report a meaningless accuracy of 1.0)"
+        )
+    return labels
+
+
+def _distinct_labels(dataset: Dataset, label_column: str, source: str) -> list[str]:
     values = dataset[label_column]
     missing = [row for row, value in enumerate(values, start=1) if value is None]
     if missing:
         raise ValueError(f"{source}: rows {missing[:5]} have no {label_column!r}")
+    kinds = {"number" if isinstance(value, int | float) and not isinstance(value, bool) else "text" for value in values}
+    if len(kinds) > 1:
+        number = next(value for value in values if isinstance(value, int | float))
+        text = next(value for value in values if not isinstance(value, int | float))
+        raise ValueError(
+            f"{source}: {label_column!r} mixes numbers and text (e.g. {number!r} and {text!r}); expected one kind of "
+            "label (quote the numbers, or map the text to numbers)"
+        )
+    fractional = sorted({value for value in values if isinstance(value, float) and not value.is_integer()})
+    if fractional:
+        raise ValueError(
+            f"{source}: {label_column!r} holds non-integer numbers ({', '.join(map(str, fractional[:4]))}"
+            f"{', ...' if len(fractional) > 4 else ''}), which look like regression targets; run_classification "
+            "trains classifiers: expected class labels (text, or whole numbers)"
+        )
     # Sort the values themselves so numeric labels order as numbers (2 before 10), then name them.
     return [str(value) for value in sorted(set(values))]
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dwatt.experiments.stats import holm_adjusted, paired_difference, paired_t_p_value, seed_and_sentence_bootstrap
+from dwatt.experiments.stats import holm_adjusted, paired_difference, paired_t_p_value, seed_and_sentence_interval
 
 
 def test_holm_adjusted_values_match_the_step_down_by_hand():
@@ -34,12 +34,12 @@ def counts_of(tp, pred, gold, seeds=3, sentences=40):
 def test_bootstrap_of_identical_methods_is_exactly_zero():
     rng = np.random.default_rng(0)
     counts = rng.integers(0, 3, size=(4, 50, 3))
-    assert seed_and_sentence_bootstrap(counts, counts.copy(), samples=200) == (0.0, 0.0, 0.0)
+    assert seed_and_sentence_interval(counts, counts.copy(), samples=200) == (0.0, 0.0, 0.0)
 
 
 def test_bootstrap_of_a_perfect_method_against_a_useless_one_is_exactly_one():
     perfect, useless = counts_of(1, 1, 1), counts_of(0, 1, 1)
-    assert seed_and_sentence_bootstrap(perfect, useless, samples=200) == (1.0, 1.0, 1.0)
+    assert seed_and_sentence_interval(perfect, useless, samples=200) == (1.0, 1.0, 1.0)
 
 
 def test_bootstrap_widens_with_seed_spread_and_rejects_bad_shapes():
@@ -49,8 +49,8 @@ def test_bootstrap_widens_with_seed_spread_and_rejects_bad_shapes():
     shaky = steady.copy()
     shaky[:, :, 0] = rng.random((5, 200)) < np.array([0.3, 0.9, 0.4, 0.8, 0.6])[:, None]  # seeds differ a lot
     base = np.stack([gold * 0 + (rng.random((5, 200)) < 0.5), gold, gold], axis=-1)
-    _, low_steady, high_steady = seed_and_sentence_bootstrap(steady, base, samples=500)
-    _, low_shaky, high_shaky = seed_and_sentence_bootstrap(shaky, base, samples=500)
+    _, low_steady, high_steady = seed_and_sentence_interval(steady, base, samples=500)
+    _, low_shaky, high_shaky = seed_and_sentence_interval(shaky, base, samples=500)
     assert low_steady > 0 and high_shaky - low_shaky > 2 * (high_steady - low_steady)
     with pytest.raises(ValueError, match=r"\[seeds, sentences, 3\]"):
-        seed_and_sentence_bootstrap(steady, base[:, :10])
+        seed_and_sentence_interval(steady, base[:, :10])

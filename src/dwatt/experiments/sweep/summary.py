@@ -13,9 +13,10 @@ import numpy as np
 
 from ...protocol import BASELINES, METHODS
 from ..plotting import replaced_atomically
-from ..stats import holm_adjusted, mean_std, paired_difference, paired_t_p_value, seed_and_sentence_bootstrap
+from ..stats import holm_adjusted, mean_std, paired_difference, paired_t_p_value, seed_and_sentence_interval
 from .config import SweepConfig
 from .plots import SAMPLE_EFFICIENCY_PLOT, STEP_EFFICIENCY_PLOT, plot_sample_efficiency, plot_step_efficiency
+from .samples import SAMPLES_FILE, write_few_shot_samples
 from .selection import RateChoice, choose_rates
 from .store import COUNTS_FILE, RUNS_FILE, RunKey, RunsFile, SentenceCounts
 
@@ -73,6 +74,24 @@ def steps_to_fraction(dev_by_step: dict[int, float], fraction: float = FRACTION_
     return min(step for step, f1 in dev_by_step.items() if f1 >= fraction * final)
 
 
+def regime_family(test: dict[Cell, dict[int, float]], regime: str, methods: list[str], ks: list[int]) -> dict:
+    """Holm-adjusted p-values of one regime's family: every distinct pair of a method and a baseline
+    (`BASELINES`), at every K, paired t-test over the seeds both have at the last eval point. Each comparison is
+    in the family once, whichever table shows it. Returns {(frozenset({a, b}), K): adjusted p}."""
+    pairs = sorted({frozenset((method, baseline)) for baseline in BASELINES if baseline in methods
+                    for method in methods if method != baseline}, key=sorted)  # fmt: skip
+    tested, p_values = [], []
+    for pair in pairs:
+        first, second = sorted(pair)
+        for k in ks:
+            ours, theirs = test.get((regime, first, k), {}), test.get((regime, second, k), {})
+            common = sorted(set(ours) & set(theirs))
+            if common:
+                tested.append((pair, k))
+                p_values.append(paired_t_p_value([ours[s] for s in common], [theirs[s] for s in common]))
+    return dict(zip(tested, holm_adjusted(p_values))) if tested else {}
+
+
 def difference_table(
     test: dict[Cell, dict[int, float]],
     counts: dict[Cell, np.ndarray | None],
@@ -80,32 +99,34 @@ def difference_table(
     methods: list[str],
     ks: list[int],
     baseline: str,
+    family: dict | None = None,
 ) -> list[str]:
-    """Paired test-F1 differences vs `baseline`: mean, t-interval over seeds, bootstrap over seeds and test
-    sentences, Holm-adjusted p (over this table's comparisons). Bold: survives Holm at the family level."""
-    comparisons = []
+    """Paired test-F1 differences vs `baseline`: mean, t-interval over seeds, t-interval over seeds and test
+    sentences (bootstrap standard error), and the Holm-adjusted p of the regime's family (`regime_family`;
+    None: an exploratory table, without p-values). Bold: survives Holm at the family level."""
+    cells: dict[tuple[str, int], str] = {}
     for method in methods:
         for k in ks:
             ours, theirs = test.get((regime, method, k), {}), test.get((regime, baseline, k), {})
             common = sorted(set(ours) & set(theirs))
             if method == baseline or not common:
                 continue
-            a, b = [ours[s] for s in common], [theirs[s] for s in common]
-            comparisons.append((method, k, common, paired_difference(a, b), paired_t_p_value(a, b)))
-    adjusted = holm_adjusted([p for *_, p in comparisons]) if comparisons else []
-    cells: dict[tuple[str, int], str] = {}
-    for (method, k, common, diff, _), p_holm in zip(comparisons, adjusted):
-        interval = "n/a" if diff.low is None else f"[{100 * diff.low:+.1f}, {100 * diff.high:+.1f}]"
-        bootstrap = "n/a"
-        ours, theirs = counts.get((regime, method, k)), counts.get((regime, baseline, k))
-        if ours is not None and theirs is not None:
-            seeds_ours, seeds_theirs = _seed_rows(ours, common), _seed_rows(theirs, common)
-            if seeds_ours is not None and seeds_theirs is not None:
-                _, low, high = seed_and_sentence_bootstrap(seeds_ours, seeds_theirs, BOOTSTRAP_SAMPLES, seed=0)
-                bootstrap = f"[{100 * low:+.1f}, {100 * high:+.1f}]"
-        p_text = "n/a" if np.isnan(p_holm) else f"{p_holm:.3f}"
-        text = f"{100 * diff.mean:+.1f} {interval} {bootstrap} p={p_text} ({diff.n})"
-        cells[(method, k)] = f"**{text}**" if not np.isnan(p_holm) and p_holm <= FAMILY_LEVEL else text
+            diff = paired_difference([ours[s] for s in common], [theirs[s] for s in common])
+            interval = "n/a" if diff.low is None else f"[{100 * diff.low:+.1f}, {100 * diff.high:+.1f}]"
+            bootstrap = "n/a"
+            ours_counts, theirs_counts = counts.get((regime, method, k)), counts.get((regime, baseline, k))
+            if ours_counts is not None and theirs_counts is not None:
+                seeds_ours, seeds_theirs = _seed_rows(ours_counts, common), _seed_rows(theirs_counts, common)
+                if seeds_ours is not None and seeds_theirs is not None:
+                    _, low, high = seed_and_sentence_interval(seeds_ours, seeds_theirs, BOOTSTRAP_SAMPLES, seed=0)
+                    bootstrap = f"[{100 * low:+.1f}, {100 * high:+.1f}]"
+            text = f"{100 * diff.mean:+.1f} {interval} {bootstrap}"
+            if family is None:
+                cells[(method, k)] = f"{text} ({diff.n})"
+                continue
+            p_holm = family.get((frozenset((method, baseline)), k), float("nan"))
+            text += f" p={'n/a' if np.isnan(p_holm) else f'{p_holm:.3f}'} ({diff.n})"
+            cells[(method, k)] = f"**{text}**" if not np.isnan(p_holm) and p_holm <= FAMILY_LEVEL else text
     lines = ["| method | " + " | ".join(f"K={k}" for k in ks) + " |", "|---|" + "---:|" * len(ks)]
     for method in methods:
         if method != baseline:
@@ -255,7 +276,7 @@ def write_summary(results_dir: str | Path, config: SweepConfig) -> Path | None:
         f"Config: `{config.source}`. {len(points.f1)} finished runs ({hours:.1f} h of run time: each run's wall "
         f"clock, summed; parallel shards take less); {with_counts} kept per-sentence test counts. Entity micro "
         "F1 (seqeval) x 100. Seed index s = few-shot sample s = training seed s for every method, regime and "
-        "rate (paired).",
+        f"rate (paired); the samples' sentence ids are in `{SAMPLES_FILE}`, to rerun the exact shots.",
         "",
         "Rate choice (a rule fixed before the runs; the grids are the config's): per (regime, method, K), the "
         f"rate of the grid with the highest mean dev F1 at each run's {'last' if rule.point == 'last' else 'best'} "
@@ -288,21 +309,25 @@ def write_summary(results_dir: str | Path, config: SweepConfig) -> Path | None:
             "",
             *_score_table(test_best, regime, methods, ks),
         ]
-        for baseline in BASELINES:
-            if baseline not in methods:
-                continue
-            lines += [
-                "",
-                f"Paired test-F1 differences vs `{baseline}`: mean [95% t-interval over seeds] [95% bootstrap over "
-                f"seeds and test sentences] Holm-adjusted p over this table (seeds). **Bold**: survives Holm at "
-                f"{FAMILY_LEVEL}. Last eval point:",
-                "",
-                *difference_table(test_last, counts_last, regime, methods, ks, baseline),
-                "",
-                "At each run's best dev point:",
-                "",
-                *difference_table(test_best, counts_best, regime, methods, ks, baseline),
-            ]
+        family = regime_family(test_last, regime, methods, ks)
+        lines += [
+            "",
+            f"Paired test-F1 differences (method minus baseline): mean [95% t-interval over seeds] [95% interval over "
+            "seeds and test sentences: t with n-1 degrees of freedom, bootstrap standard error] and the Holm-adjusted "
+            f"p of this regime's family: the {len(family)} distinct comparisons of a method with a baseline "
+            f"({', '.join(b for b in BASELINES if b in methods)}) at each K, paired t-test over seeds at the last eval "
+            f"point, each comparison counted once whichever table shows it. **Bold**: survives Holm at {FAMILY_LEVEL}.",
+        ]
+        for baseline in (b for b in BASELINES if b in methods):
+            lines += ["", f"vs `{baseline}`, last eval point:", "",
+                      *difference_table(test_last, counts_last, regime, methods, ks, baseline, family)]  # fmt: skip
+        lines += [
+            "",
+            "At each run's best dev point (exploratory: chosen after the fact, outside the family, no p-values):",
+        ]
+        for baseline in (b for b in BASELINES if b in methods):
+            lines += ["", f"vs `{baseline}`, best dev point:", "",
+                      *difference_table(test_best, counts_best, regime, methods, ks, baseline)]  # fmt: skip
         lines += [
             "",
             f"Step efficiency (dev F1 x 100, mean over seeds): at steps {' and '.join(map(str, EARLY_STEPS))}, and "
@@ -327,6 +352,7 @@ def write_summary(results_dir: str | Path, config: SweepConfig) -> Path | None:
     path = results_dir / SUMMARY_FILE
     with replaced_atomically(path) as temporary:  # shards may finish together
         temporary.write_text("\n".join(lines))
+    write_few_shot_samples(results_dir, config)
     curves = {
         cell: {step: [points.f1[key]["dev"][step] for key in by_seed.values() if step in points.f1[key]["dev"]]
                for step in sorted({s for key in by_seed.values() for s in points.f1[key]["dev"]})}

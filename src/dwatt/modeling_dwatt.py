@@ -340,7 +340,8 @@ class DWAttDepthAttention(DWAttLayerFusion):
 
 
 class DWAttConcatFusion(DWAttLayerFusion):
-    """Concat: h = z_L + W_C LN([z_0; ...; z_L]). A masked or dropped layer's block is zeroed after the LN."""
+    """Concat: h = z_L + W_C LN([z_0; ...; z_L]). A masked or dropped layer's block is zeroed after the LN; layer
+    dropout rescales the kept blocks so the expected output is the eval output."""
 
     def __init__(self, hidden_size: int, layer_indices: list[int], layer_norm_eps: float = 1e-12, fusion_dropout=0.0):
         super().__init__(layer_indices, fusion_dropout)
@@ -357,7 +358,10 @@ class DWAttConcatFusion(DWAttLayerFusion):
             normed = normed * layer_mask.to(normed.device, normed.dtype).view(1, 1, -1, 1)
         dropped = self.dropped_layers(stacked)
         if dropped is not None:  # inverted dropout over whole layer blocks
-            normed = normed * (~dropped).unsqueeze(-1).to(normed.dtype) / (1.0 - self.fusion_dropout)
+            # A block is kept with probability (1 - p) + p^N (a token that would lose every layer keeps them all):
+            # dividing by that, not by 1 - p, keeps the expected output the eval output.
+            kept_probability = (1.0 - self.fusion_dropout) + self.fusion_dropout**self.num_fused_layers
+            normed = normed * (~dropped).unsqueeze(-1).to(normed.dtype) / kept_probability
         return last + F.linear(normed.flatten(-2), self.weight, self.bias), None
 
 

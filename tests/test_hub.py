@@ -437,3 +437,21 @@ def test_card_quotes_the_layer_analysis_findings_and_ships_its_figure(run_dir, t
     assert "## Layer analysis" in card and "- Masking layer 3 costs 2.5 F1." in card
     assert "not a finding" not in card and "(type_profiles.png)" in card
     assert "type_profiles.png" in exported.files
+
+
+def test_every_number_the_card_text_shows_comes_from_its_own_file(run_dir, tmp_path):
+    """The sentence users read first, and each table, quote the file they name: test scores from
+    predict_results.json, dev scores from eval_results.json, the loss and time from train_results.json, the
+    steps from trainer_state.json, the settings from run_arguments.json."""
+    export = export_push_ready(run_dir, tmp_path / "export", repo_id=REPO_ID, figure=False).folder
+    text = ModelCard.load(export / "README.md").text
+    headline = text.split("\n# ", 1)[1].split("\n\n", 2)[1]  # the paragraph under the title
+    test_f1, dev_f1 = PREDICT_RESULTS["predict_overall_f1"], EVAL_RESULTS["eval_overall_f1"]
+    assert f"Entity F1 on the test split: **{test_f1:.4f}** (`predict_results.json`)" in headline
+    assert f"{dev_f1:.4f}" not in headline
+    assert f"| validation | `eval_results.json` | {EVAL_RESULTS['eval_samples']} | {dev_f1:.4f} |" in text
+    assert f"| test | `predict_results.json` | {PREDICT_RESULTS['predict_samples']} | {test_f1:.4f} |" in text
+    assert f"| geo-loc | {PREDICT_RESULTS['predict_geo-loc_precision']:.4f} |" in text  # per type: the test split
+    assert f"| mean training loss | {TRAIN_RESULTS['train_loss']:.4f} |" in text
+    assert f"| training time | {TRAIN_RESULTS['train_runtime']:.1f} s" in text
+    assert "| optimizer steps | 30 of 30 |" in text and "| learning rate (fusion and head) | 0.001 |" in text

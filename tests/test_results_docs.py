@@ -138,7 +138,7 @@ def test_difference_table_quotes_mean_bootstrap_interval_and_holm_bold(heading, 
     header, checked = rows[0], 0
     for row in rows[1:]:
         minuend, subtrahend = (method_key(name) for name in row[0].split(" − "))
-        against = summary_table(summary, f"Paired test-F1 differences vs `{subtrahend}`")
+        against = summary_table(summary, f"vs `{subtrahend}`, last eval point")
         for cell, k in zip(row, column_ks(header)):
             if k is None:
                 continue

@@ -51,6 +51,89 @@ def test_bootstrap_widens_with_seed_spread_and_rejects_bad_shapes():
     base = np.stack([gold * 0 + (rng.random((5, 200)) < 0.5), gold, gold], axis=-1)
     _, low_steady, high_steady = seed_and_sentence_interval(steady, base, samples=500)
     _, low_shaky, high_shaky = seed_and_sentence_interval(shaky, base, samples=500)
-    assert low_steady > 0 and high_shaky - low_shaky > 2 * (high_steady - low_steady)
+    assert high_shaky - low_shaky > 2 * (high_steady - low_steady)
     with pytest.raises(ValueError, match=r"\[seeds, sentences, 3\]"):
         seed_and_sentence_interval(steady, base[:, :10])
+
+
+def test_paired_t_is_the_mean_difference_over_its_standard_error_by_hand():
+    """Seeds differ a lot, the method is better on every seed by about 1: paired p is tiny, unpaired p is not."""
+    from scipy import stats
+
+    baseline = [0.20, 0.35, 0.50, 0.65, 0.80]
+    method = [0.211, 0.358, 0.513, 0.659, 0.812]
+    d = np.subtract(method, baseline)
+    t = d.mean() / (d.std(ddof=1) / np.sqrt(len(d)))
+    by_hand = 2 * stats.t.sf(abs(t), len(d) - 1)
+    assert paired_t_p_value(method, baseline) == pytest.approx(by_hand, rel=1e-12)
+    assert by_hand < 1e-3 and stats.ttest_ind(method, baseline).pvalue > 0.9  # unpaired would see nothing
+    interval = paired_difference(method, baseline)
+    half = stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+    assert (interval.low, interval.high) == pytest.approx((d.mean() - half, d.mean() + half), rel=1e-12)
+
+
+def sentence_noise_only(seeds=5, sentences=300, seed=3):
+    """Every seed scores the same on every sentence (no seed-to-seed spread); sentences differ."""
+    rng = np.random.default_rng(seed)
+    gold = np.ones(sentences, dtype=np.int64)
+    ours = np.stack([(rng.random(sentences) < 0.6).astype(np.int64), gold, gold], axis=-1)
+    theirs = np.stack([(rng.random(sentences) < 0.5).astype(np.int64), gold, gold], axis=-1)
+    return np.broadcast_to(ours, (seeds, sentences, 3)).copy(), np.broadcast_to(theirs, (seeds, sentences, 3)).copy()
+
+
+def test_the_interval_has_width_from_test_sentences_alone():
+    """With no seed-to-seed spread the interval's whole width comes from resampling test sentences (an interval
+    that resampled only seeds would be a point)."""
+    ours, theirs = sentence_noise_only()
+    point, low, high = seed_and_sentence_interval(ours, theirs, samples=1000)
+    assert low < point < high and high - low > 0.02
+
+
+def test_the_interval_is_a_t_interval_with_the_bootstraps_standard_error():
+    """mean +- t(0.975, n-1) sqrt(n/(n-1)) sd(resamples): wider than the resamples' own 95% percentile range by
+    t_4 sqrt(5/4) / z = 1.58 for 5 seeds (about normal resamples); 1 seed falls back to the percentile range."""
+    from dwatt.experiments.stats import _bootstrap_deltas
+
+    rng = np.random.default_rng(4)
+    gold = np.ones((5, 300), dtype=np.int64)
+    ours = np.stack([(rng.random((5, 300)) < np.array([0.5, 0.7, 0.6, 0.8, 0.55])[:, None]), gold, gold], -1)
+    theirs = np.stack([(rng.random((5, 300)) < 0.5), gold, gold], -1)
+    ours, theirs = ours.astype(np.int64), theirs.astype(np.int64)
+    point, low, high = seed_and_sentence_interval(ours, theirs, samples=4000, seed=1)
+    deltas, _ = _bootstrap_deltas(ours, theirs, 4000, 1)
+    from scipy import stats
+
+    assert high - point == pytest.approx(point - low)
+    assert (high - low) / 2 == pytest.approx(stats.t.ppf(0.975, 4) * np.sqrt(5 / 4) * deltas.std(), rel=1e-12)
+    percentile_width = np.subtract(*np.percentile(deltas, [97.5, 2.5]))
+    assert (high - low) / percentile_width == pytest.approx(1.58, abs=0.15)
+    one_point, one_low, one_high = seed_and_sentence_interval(ours[:1], theirs[:1], samples=500)
+    assert one_low < one_point < one_high
+
+
+def test_the_summary_prints_holm_adjusted_p_over_one_family_per_regime():
+    """Three methods against two baselines at one K: the family is the distinct pairs (deeper-last counted once
+    though both tables show it), and each cell prints its pair's Holm-adjusted p, never the raw one."""
+    from dwatt.experiments.sweep.summary import difference_table, regime_family
+
+    seeds = range(5)
+    offsets = {"last": 0.0, "deeper": 0.02, "dwatt": 0.05}
+    noise = {"last": [0.0, 0.01, -0.01, 0.02, 0.0], "deeper": [0.01, -0.02, 0.0, 0.01, 0.02],
+             "dwatt": [0.0, 0.0, 0.01, -0.01, 0.005]}  # fmt: skip
+    test = {("r", m, 8): {s: 0.3 + 0.1 * s + offsets[m] + noise[m][s] for s in seeds} for m in offsets}
+    family = regime_family(test, "r", ["last", "deeper", "dwatt"], [8])
+    pairs = {frozenset(p) for p in (("deeper", "last"), ("dwatt", "last"), ("dwatt", "deeper"))}
+    assert {pair for pair, _ in family} == pairs  # scalar_mix absent: its comparisons are not in the family
+    raw = {pair: paired_t_p_value(list(test[("r", sorted(pair)[0], 8)].values()),
+                                  list(test[("r", sorted(pair)[1], 8)].values())) for pair in pairs}  # fmt: skip
+    ordered = sorted(pairs, key=sorted)
+    expected = dict(zip(ordered, holm_adjusted([raw[pair] for pair in ordered])))
+    for (pair, _), adjusted in family.items():
+        assert adjusted == pytest.approx(expected[pair])
+    strongest = min(pairs, key=raw.get)  # Holm multiplies the smallest p by the family's size, 3
+    assert expected[strongest] == pytest.approx(3 * raw[strongest])
+    baseline = "last" if "last" in strongest else "deeper"
+    table = "\n".join(difference_table(test, {}, "r", ["last", "deeper", "dwatt"], [8], baseline, family))
+    assert f"p={expected[strongest]:.3f}" in table and f"p={raw[strongest]:.3f}" not in table
+    exploratory = "\n".join(difference_table(test, {}, "r", ["last", "deeper", "dwatt"], [8], "last"))
+    assert "p=" not in exploratory and "**" not in exploratory

@@ -178,15 +178,22 @@ def seed_and_sentence_interval(
 
 def _bootstrap_deltas(counts: np.ndarray, reference: np.ndarray, samples: int, seed: int) -> tuple[np.ndarray, float]:
     """Resampled mean F1 differences (seeds and, independently, test sentences drawn with replacement) and the
-    difference on the data as it is."""
+    difference on the data as it is.
+
+    A resample's sentence draw enters only through how often it drew each sentence, so its per-seed sums are one
+    matrix product of those multiplicities with the counts (exact: integers in float64).
+    """
     rng = np.random.default_rng(seed)
     num_seeds, num_sentences, _ = counts.shape
     point = float((f1_from_counts(counts.sum(axis=1)) - f1_from_counts(reference.sum(axis=1))).mean())
-    deltas = np.empty(samples)
-    for sample in range(samples):
-        seeds = rng.integers(0, num_seeds, size=num_seeds)
-        sentences = rng.integers(0, num_sentences, size=num_sentences)
-        ours = counts[seeds][:, sentences].sum(axis=1)
-        theirs = reference[seeds][:, sentences].sum(axis=1)
-        deltas[sample] = (f1_from_counts(ours) - f1_from_counts(theirs)).mean()
-    return deltas, point
+    seed_draws = np.empty((samples, num_seeds), dtype=np.int64)
+    multiplicities = np.empty((samples, num_sentences))
+    for sample in range(samples):  # the draws in this order: seeds, then sentences, for each resample
+        seed_draws[sample] = rng.integers(0, num_seeds, size=num_seeds)
+        multiplicities[sample] = np.bincount(
+            rng.integers(0, num_sentences, size=num_sentences), minlength=num_sentences
+        )
+    rows = np.arange(samples)[:, None]
+    ours = np.einsum("bs,nsk->bnk", multiplicities, counts.astype(np.float64))[rows, seed_draws]
+    theirs = np.einsum("bs,nsk->bnk", multiplicities, reference.astype(np.float64))[rows, seed_draws]
+    return (f1_from_counts(ours) - f1_from_counts(theirs)).mean(axis=1), point

@@ -52,11 +52,15 @@ def test_from_backbone_refuses_a_dwatt_checkpoint(tmp_path, minilm_path):
         DWAttForTokenClassification.from_backbone(str(tmp_path))
 
 
-def test_backbone_keeps_its_attention_implementation(minilm_path):
+def test_backbone_keeps_its_attention_implementation(minilm_path, tmp_path):
     """Wrapping must not reset the loaded encoder's attention (sdpa) to None, in memory or after a reload."""
     model = DWAttForTokenClassification.from_backbone(str(minilm_path), num_labels=3)
     assert model.dwatt.backbone.config._attn_implementation == "sdpa"
     assert model.config._attn_implementation == "sdpa"
+    model.save_pretrained(tmp_path)
+    reloaded = DWAttForTokenClassification.from_pretrained(tmp_path)
+    assert reloaded.dwatt.backbone.config._attn_implementation == "sdpa"
+    assert reloaded.config._attn_implementation == "sdpa"
 
 
 def test_padding_does_not_change_real_tokens_after_from_backbone(minilm_path):
@@ -83,7 +87,13 @@ def test_from_backbone_keeps_the_tokenizer_for_the_saved_folder(tiny_bert_dir, t
     original = AutoTokenizer.from_pretrained(tiny_bert_dir)
     assert tokenizer("hello world")["input_ids"] == original("hello world")["input_ids"]
     tagger = pipeline("token-classification", model=str(tmp_path / "saved"), trust_remote_code=True)
-    assert isinstance(tagger("hello world"), list)
+    with torch.no_grad():  # the pipeline's entities are the saved model's own argmax labels
+        logits = model.eval()(**tokenizer("hello world", return_tensors="pt")).logits[0, 1:-1]
+    predicted = [model.config.id2label[int(index)] for index in logits.argmax(-1)]
+    tagged = tagger("hello world")
+    assert [entity["entity"] for entity in tagged] == [label for label in predicted if label != "O"]
+    assert [entity["word"] for entity in tagged] == [word for word, label in zip(["hello", "world"], predicted)
+                                                     if label != "O"]  # fmt: skip
 
     bare = tmp_path / "bare"  # a backbone folder without tokenizer files: the model still builds and saves
     AutoModel.from_pretrained(tiny_bert_dir).save_pretrained(bare)

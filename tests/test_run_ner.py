@@ -144,7 +144,10 @@ def test_ddp_two_processes_on_cpu(tiny_bert_dir, tmp_path):
     from dwatt import DWAttForTokenClassification
 
     model = DWAttForTokenClassification.from_pretrained(output_dir)
-    assert torch.isfinite(next(model.parameters())).all()
+    assert all(torch.isfinite(parameter).all() for parameter in model.parameters())
+    untrained = DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), num_labels=model.config.num_labels)
+    trained_classifier = model.classifier.weight.detach()
+    assert not torch.equal(trained_classifier, untrained.classifier.weight.detach())  # 4 steps of training moved it
     log = completed.stdout + completed.stderr
     assert "Total train batch size (w. parallel, distributed & accumulation) = 8" in log  # 2 ranks x 4
 

@@ -41,10 +41,33 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def run_command(*args, cwd=ROOT, env=None) -> subprocess.CompletedProcess:
+def run_process(*args, env=None) -> subprocess.CompletedProcess:
+    """`python -m dwatt ...` in a process of its own: what a user's shell sees."""
     environment = dict(os.environ, HF_HUB_OFFLINE="1", **(env or {}))
     return subprocess.run([sys.executable, "-m", "dwatt", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=environment, timeout=300)  # fmt: skip
+                          cwd=ROOT, env=environment, timeout=300)  # fmt: skip
+
+
+@pytest.fixture
+def run_command(capsys, monkeypatch):
+    """`dwatt ...` in this process (the same entry point, without an interpreter start): its exit status and
+    output, as a CompletedProcess."""
+    from dwatt.cli import main
+
+    def run(*args, env=None):
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(sys, "argv", list(sys.argv))  # the command sets the program name
+        capsys.readouterr()
+        try:
+            main([str(arg) for arg in args])
+            code = 0
+        except SystemExit as exit:
+            code = exit.code if isinstance(exit.code, int) else 1
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run
 
 
 SWEEP_YAML = """\
@@ -176,7 +199,7 @@ def test_13_14_one_class_and_regression_targets_are_refused(tmp_path, rows, mess
         resolve_labels(raw, data_args, ModelArguments(), sources)
 
 
-def test_15_summary_only_without_finished_runs_fails(tmp_path):
+def test_15_summary_only_without_finished_runs_fails(tmp_path, run_command):
     config = write(tmp_path / "c.yaml", SWEEP_YAML.format(freeze="true"))
     (tmp_path / "results" / "probe").mkdir(parents=True)
     result = run_command("sweep", "--config", config, "--summary_only", "--output_root", tmp_path / "results")
@@ -203,7 +226,7 @@ def test_16_from_backbone_returns_a_model_in_eval_mode(tiny_bert_dir):
     ("regimes.frozen.lora_r=abc", r"--set regimes.frozen.lora_r=abc: lora_r='abc'.*a whole number >= 1"),
     ("settings.max_steps=[", r"--set 'settings.max_steps=\[': the value is not valid YAML"),  # own 11
 ])  # fmt: skip
-def test_b_c_bad_overrides_are_named_before_anything_is_written(tmp_path, override, message):
+def test_b_c_bad_overrides_are_named_before_anything_is_written(tmp_path, override, message, run_command):
     config = write(tmp_path / "c.yaml", SWEEP_YAML.format(freeze="true"))
     result = run_command("sweep", "--config", config, "--set", override, "--output_root", tmp_path / "results")
     assert result.returncode == 2, result.stderr
@@ -235,7 +258,7 @@ def test_e_nfd_and_nfc_spellings_of_a_tag_are_one_label(tmp_path):
     assert names[raw["validation"][0]["ner_tags"][0]] == nfc
 
 
-def test_f_a_predict_only_run_does_not_claim_to_have_saved_a_model(tiny_bert_dir, tmp_path):
+def test_f_a_predict_only_run_does_not_claim_to_have_saved_a_model(tiny_bert_dir, tmp_path, run_command):
     checkpoint = tmp_path / "ckpt"
     DWAttForTokenClassification.from_backbone(
         str(tiny_bert_dir), num_labels=21, id2label=dict(enumerate(wnut_labels()))
@@ -257,7 +280,7 @@ def wnut_labels():
     (["--shapes", "1x4096"], r"--shapes 1x4096: longer than the 128 positions"),
     (["--repeats", "0"], r"--repeats 0 --warmup 1; expected repeats >= 1"),
 ])  # fmt: skip
-def test_g_bench_overhead_refuses_what_it_cannot_measure(tiny_bert_dir, tmp_path, argv, message):
+def test_g_bench_overhead_refuses_what_it_cannot_measure(tiny_bert_dir, tmp_path, argv, message, run_command):
     result = run_command("bench-overhead", "--backbones", tiny_bert_dir, "--fusions", "last", *argv,
                          "--output", tmp_path / "o.md")  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -293,15 +316,16 @@ def test_i_a_multi_machine_launch_says_it_waits_for_the_other_machines(monkeypat
     assert capsys.readouterr().err == ""
 
 
-def test_k_errors_are_one_line_with_a_status_and_a_traceback_on_request(tmp_path):
+def test_k_errors_are_one_line_with_a_status_and_a_traceback_on_request(tmp_path, run_command):
     bad = run_command("ner", "--output_dir", tmp_path / "o", "--do_train", "--lora_r", "8", "--lora_alpha", "0")
-    assert (
-        bad.returncode == 2 and bad.stderr.strip().startswith("error: --lora_alpha") and "Traceback" not in bad.stderr
-    )
-    failing = run_command("ner", "--output_dir", tmp_path / "o", "--do_train", "--train_file", tmp_path / "none.txt")
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --lora_alpha")
+    assert "Traceback" not in bad.stderr
+    # What a shell sees, in processes of their own: a failure that is not about arguments, then the same with
+    # the traceback asked for.
+    failing = run_process("ner", "--output_dir", tmp_path / "o", "--do_train", "--train_file", tmp_path / "none.txt")
     assert failing.returncode == 1 and "no such file" in failing.stderr and "Traceback" not in failing.stderr
     assert "--traceback" in failing.stderr
-    shown = run_command("ner", "--output_dir", tmp_path / "o", "--do_train", "--train_file", tmp_path / "none.txt",
+    shown = run_process("ner", "--output_dir", tmp_path / "o", "--do_train", "--train_file", tmp_path / "none.txt",
                         "--traceback")  # fmt: skip
     assert shown.returncode == 1 and "Traceback" in shown.stderr
 
@@ -358,17 +382,17 @@ def test_own_8_9_15_json_arguments_files_are_checked_like_flags(tmp_path, conten
         parse_arguments(NER_ARGUMENTS, argv=[str(path)])
 
 
-def test_own_10_an_unknown_command_lists_the_commands():
+def test_own_10_an_unknown_command_lists_the_commands(run_command):
     result = run_command("trian")
     assert result.returncode == 2 and "unknown command 'trian'; expected one of ner, classification" in result.stderr
 
 
-def test_own_16_bench_cache_refuses_zero_threads(tmp_path):
+def test_own_16_bench_cache_refuses_zero_threads(tmp_path, run_command):
     result = run_command("bench-cache", "--threads", "0", "--output", tmp_path / "o.md")
     assert result.returncode == 2 and "--threads 0; expected at least 1" in result.stderr
 
 
-def test_own_17_a_sweep_on_an_asset_not_installed_stops_before_writing(tmp_path):
+def test_own_17_a_sweep_on_an_asset_not_installed_stops_before_writing(tmp_path, run_command):
     config = write(tmp_path / "c.yaml", SWEEP_YAML.format(freeze="true") + "backbone: asset:all-mpnet-base-v2\n")
     result = run_command("sweep", "--config", config, "--output_root", tmp_path / "results",
                          env={"DWATT_ASSETS": str(tmp_path / "none")})  # fmt: skip
@@ -381,3 +405,13 @@ def test_own_18_an_arguments_file_that_is_not_utf8_is_named(tmp_path):
     path.write_bytes(b'{"output_dir": "caf\xe9"}')
     with pytest.raises(ArgumentError, match="args.json: not a UTF-8 JSON file"):
         parse_arguments(NER_ARGUMENTS, argv=[str(path)])
+
+
+def test_a_run_on_an_installed_asset_is_recorded_by_its_hub_id(tmp_path, monkeypatch):
+    from dwatt.hub.record import describe_model_source
+
+    monkeypatch.setenv("DWATT_ASSETS", str(tmp_path))
+    ALL_MPNET_BASE_V2.folder.mkdir(parents=True)
+    (ALL_MPNET_BASE_V2.folder / INSTALL_RECORD).write_text("{}")
+    assert describe_model_source(resolve_model_path("asset:all-mpnet-base-v2")) == ALL_MPNET_BASE_V2.hub_id
+    assert describe_model_source(str(tmp_path)) is None  # any other local folder: no Hub id to give

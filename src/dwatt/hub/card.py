@@ -6,7 +6,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..assets import BUNDLED_MINILM_HUB_ID, BUNDLED_MINILM_LICENSE
+from ..assets import ALL_MPNET_BASE_V2, BUNDLED_MINILM_HUB_ID, BUNDLED_MINILM_LICENSE, INSTALLABLE
 from ..configuration_dwatt import DWAttConfig
 from ..experiments.budget import fusion_budget
 from ..fusions import CATALOGUE, KNOBS
@@ -203,6 +203,11 @@ def limitations(run: RunFolder, dataset: DatasetInfo, base_model: str | None) ->
             "an encoder tuned for NER. Casing, a strong cue for names, is lost; a cased or larger encoder would score "
             "differently."
         )
+    elif base_model == ALL_MPNET_BASE_V2.hub_id:
+        items.append(
+            "The backbone is all-mpnet-base-v2: MPNet-base (12 layers × 768) tuned for **uncased** sentence "
+            "embeddings, not an encoder tuned for NER. Casing, a strong cue for names, is lost."
+        )
     if dataset.bundled_wnut16:
         items += [
             "Trained and scored on **Twitter NER (WNUT-16, 10 entity types)**: noisy 2016 English tweets. "
@@ -255,8 +260,10 @@ def render_model_card(
     config = run.dwatt_config()
     dataset = describe_dataset(run)
     base_model = base_model or run.arguments.get("base_model")
-    if license is None and base_model == BUNDLED_MINILM_HUB_ID:
-        license = BUNDLED_MINILM_LICENSE  # the fine-tuned weights inherit the base model's licence
+    known_licences = {BUNDLED_MINILM_HUB_ID: BUNDLED_MINILM_LICENSE,
+                      **{asset.hub_id: asset.license for asset in INSTALLABLE.values()}}  # fmt: skip
+    if license is None and base_model in known_licences:
+        license = known_licences[base_model]  # the fine-tuned weights inherit the base model's licence
     model_name = repo_id.split("/")[-1]
     card_data = ModelCardData(
         model_name=model_name,

@@ -23,10 +23,13 @@ def describe_model_source(name_or_path: str | None) -> str | None:
     """The Hub id a run started from; None for a local folder (its path means nothing on the Hub)."""
     if not name_or_path:
         return None
-    from ..assets import bundled_minilm_path
+    from ..assets import bundled_minilm_path, installed_asset_of
 
     if Path(name_or_path).resolve() == bundled_minilm_path().resolve():
         return BUNDLED_MINILM_HUB_ID
+    asset = installed_asset_of(name_or_path) if os.path.exists(name_or_path) else None
+    if asset is not None:
+        return asset.hub_id
     return None if os.path.exists(name_or_path) else name_or_path
 
 

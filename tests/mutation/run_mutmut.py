@@ -1,0 +1,205 @@
+#!/usr/bin/env python
+"""Mutation testing with mutmut 3 over the modules that decide behaviour and published results, each against the
+tests that exercise it (`make mutation`; not part of `make test`).
+
+    .venv/bin/python tests/mutation/run_mutmut.py                      # every module in MODULES
+    .venv/bin/python tests/mutation/run_mutmut.py --only stats,tags    # some (by the file name's stem)
+    .venv/bin/python tests/mutation/run_mutmut.py --children 2 --report build/mutation/report.md
+
+Why mutmut (3.x) rather than cosmic-ray: mutmut forks each mutant's test run from a process that has already
+imported torch and transformers and run the tests once, and runs only the tests that reached the mutated
+function; cosmic-ray starts a fresh interpreter per mutant (several seconds of imports each here), too slow
+for thousands of mutants on 2 cores.
+
+Each module runs in its own copy of the repository under build/mutation/<stem>/ with a pyproject.toml whose
+[tool.mutmut] section mutates that module only and selects its tests (mutmut reads its configuration from the
+working folder's pyproject.toml). Log statements are not mutated (their text is not behaviour; which branch
+logs is, and the branch's condition is mutated). A mutant counts as killed when a test fails or times out. The
+score is killed / (mutants - equivalent), where `equivalent.toml` lists each survivor judged equivalent (it
+cannot change any result) with the reason and the mutated line, so a stale entry is noticed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / "build" / "mutation"
+EQUIVALENT = Path(__file__).with_name("equivalent.toml")
+COPIED = ("src", "tests", "configs", "results", "scripts", "docs", "model_cards", "README.md", "Makefile", "LICENSE")
+#: Statements not mutated: logging (text is not behaviour; the condition that leads to it is mutated).
+NOT_MUTATED = [r"^\s*logger\.(debug|info|warning|error)\(", r"logging\.getLogger\(__name__\)\.(info|warning)\("]
+
+#: Module -> the test files that exercise it (mutmut runs, per mutant, those of them that reach the function).
+MODULES: dict[str, list[str]] = {
+    "src/dwatt/modeling_dwatt.py": [
+        "tests/test_fusions.py", "tests/test_reference.py", "tests/test_heads_and_precision.py",
+        "tests/test_properties.py", "tests/test_performance.py", "tests/test_regimes.py", "tests/test_config.py",
+        "tests/test_frozen_features.py", "tests/test_reliability.py", "tests/test_legacy_checkpoints.py",
+        "tests/test_backbone.py", "tests/test_lora.py", "tests/test_misuse.py",
+    ],
+    "src/dwatt/configuration_dwatt.py": [
+        "tests/test_config.py", "tests/test_reliability.py", "tests/test_fusions.py", "tests/test_catalogue.py",
+        "tests/test_legacy_checkpoints.py",
+    ],
+    "src/dwatt/tasks/runner.py": [
+        "tests/test_regimes.py", "tests/test_flags.py", "tests/test_misuse.py", "tests/test_reliability.py",
+        "tests/test_run_ner.py", "tests/test_faults.py", "tests/test_lora.py",
+    ],
+    "src/dwatt/tasks/lora.py": ["tests/test_lora.py", "tests/test_regimes.py", "tests/test_flags.py"],
+    "src/dwatt/tasks/ner.py": [
+        "tests/test_flags.py", "tests/test_run_ner.py", "tests/test_reliability.py", "tests/test_misuse.py",
+        "tests/test_sweep.py", "tests/test_frozen_features.py",
+    ],
+    "src/dwatt/data/tags.py": ["tests/test_data.py", "tests/test_reliability.py", "tests/test_misuse.py"],
+    "src/dwatt/data/corpora.py": ["tests/test_data.py", "tests/test_flags.py", "tests/test_sweep.py"],
+    "src/dwatt/metrics.py": ["tests/test_metrics.py", "tests/test_sweep.py", "tests/test_run_ner.py"],
+    "src/dwatt/experiments/stats.py": ["tests/test_stats.py", "tests/test_analysis.py"],
+    "src/dwatt/experiments/sweep/selection.py": ["tests/test_sweep.py"],
+    "src/dwatt/experiments/sweep/summary.py": ["tests/test_stats.py", "tests/test_sweep.py",
+                                               "tests/test_golden_summaries.py"],  # fmt: skip
+    "src/dwatt/hub/card.py": ["tests/test_hub.py", "tests/test_reliability.py"],
+}  # fmt: skip
+KILLED = {"killed", "timeout"}
+
+
+@dataclass
+class ModuleScore:
+    module: str
+    counts: Counter
+    equivalent: int
+    seconds: float
+
+    @property
+    def mutants(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def killed(self) -> int:
+        return sum(self.counts[status] for status in KILLED)
+
+    @property
+    def score(self) -> float:
+        judged = self.mutants - self.equivalent
+        return 100.0 * self.killed / judged if judged else 100.0
+
+
+def prepare(module: str, tests: list[str]) -> Path:
+    """A fresh copy of the repository whose pyproject.toml tells mutmut what to mutate and which tests to run."""
+    folder = WORK / Path(module).stem
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for name in COPIED:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif source.is_file():
+            shutil.copy2(source, folder / name)
+    settings = {
+        "source_paths": ["src/dwatt"],
+        "only_mutate": [module],
+        "do_not_mutate_patterns": NOT_MUTATED,
+        "also_copy": [name for name in COPIED if name not in ("src", "tests")],
+        "pytest_add_cli_args_test_selection": [*tests, "-m", "not slow"],
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q", "-x"],
+    }
+    lines = ["[tool.mutmut]"] + [f"{key} = {_toml(value)}" for key, value in settings.items()]
+    pytest_settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    lines += ["", "[tool.pytest.ini_options]"] + [f"{key} = {_toml(value)}" for key, value in pytest_settings.items()]
+    (folder / "pyproject.toml").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def _toml(value) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    return "'" + str(value).replace("'", "''") + "'" if "\\" in str(value) else '"' + str(value) + '"'
+
+
+def run_module(module: str, tests: list[str], children: int) -> ModuleScore:
+    folder = prepare(module, tests)
+    started = time.perf_counter()
+    mutmut = Path(sys.executable).with_name("mutmut")
+    env_note = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    completed = subprocess.run([str(mutmut), "run", "--max-children", str(children)], cwd=folder,
+                               env={**os.environ, **env_note}, capture_output=True, text=True)  # fmt: skip
+    seconds = time.perf_counter() - started
+    (folder / "mutmut-run.log").write_text(completed.stdout[-20000:] + completed.stderr[-20000:])
+    results = subprocess.run([str(mutmut), "results", "--all", "true"], cwd=folder, capture_output=True, text=True,
+                             env={**os.environ, **env_note})  # fmt: skip
+    statuses = dict(re.findall(r"^\s*(\S+): (.+)$", results.stdout, re.M))
+    prefix = module.removeprefix("src/").removesuffix(".py").replace("/", ".") + "."
+    statuses = {name: status for name, status in statuses.items() if name.startswith(prefix)}
+    equivalent = check_equivalents(folder, module, statuses)
+    (folder / "statuses.txt").write_text("".join(f"{name}: {status}\n" for name, status in sorted(statuses.items())))
+    return ModuleScore(module, Counter(statuses.values()), equivalent, seconds)
+
+
+def check_equivalents(folder: Path, module: str, statuses: dict[str, str]) -> int:
+    """How many listed equivalent mutants are among this run's survivors; a listed mutant whose mutated line is
+    not the recorded one (the source changed under it) raises, so the list cannot rot."""
+    listed = tomllib.loads(EQUIVALENT.read_text()).get(module, {}) if EQUIVALENT.is_file() else {}
+    mutmut = Path(sys.executable).with_name("mutmut")
+    counted = 0
+    for name, entry in listed.items():
+        if statuses.get(name) in KILLED or name not in statuses:
+            continue
+        diff = subprocess.run([str(mutmut), "show", name], cwd=folder, capture_output=True, text=True).stdout
+        added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
+        if entry["mutated_line"] not in added:
+            raise SystemExit(f"{EQUIVALENT.name}: {name} now mutates {added}, not {entry['mutated_line']!r}; judge it "
+                             "again")  # fmt: skip
+        counted += 1
+    return counted
+
+
+def report(scores: list[ModuleScore]) -> str:
+    import mutmut
+
+    lines = [
+        f"mutmut {mutmut.__version__}, `tests/mutation/run_mutmut.py`, {time.strftime('%Y-%m-%d')}",
+        "",
+        "| module | mutants | killed | survived | no test reached | equivalent | score % | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for score in scores:
+        lines.append(
+            f"| `{score.module.removeprefix('src/dwatt/')}` | {score.mutants} | {score.killed} | "
+            f"{score.counts['survived']} | {score.counts['no tests']} | {score.equivalent} | {score.score:.1f} | "
+            f"{score.seconds:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", help="comma-separated module stems (e.g. stats,tags)")
+    parser.add_argument("--children", type=int, default=2, help="mutants tested at once")
+    parser.add_argument("--report", default=str(WORK / "report.md"))
+    args = parser.parse_args()
+    wanted = set(args.only.split(",")) if args.only else None
+    scores = []
+    for module, tests in MODULES.items():
+        if wanted is None or Path(module).stem in wanted:
+            scores.append(run_module(module, tests, args.children))
+            print(report(scores[-1:]).splitlines()[-1], flush=True)
+    text = report(scores)
+    Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.report).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

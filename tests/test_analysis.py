@@ -186,7 +186,7 @@ def test_entity_counts_give_seqeval_f1_and_rank_rule():
     )
     tp, found, wanted = counts.sum(axis=0)
     f1 = compute_ner_metrics([np.array(row) for row in predicted], [np.array(row) for row in gold], labels)
-    assert 2 * tp / (found + wanted) == pytest.approx(f1["overall_f1"])
+    assert 2 * tp / (found + wanted) == pytest.approx(f1["f1"])
 
     # ranks (1 = largest) of mass and drop differ by >= 3 for the first and last layer only
     flags = rank_disagreements([0.5, 0.2, 0.15, 0.1, 0.05], [0.0, 0.02, 0.03, 0.04, 0.05], min_gap=3)

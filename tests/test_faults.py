@@ -30,7 +30,7 @@ from dwatt.tasks.runner import checkpoint_to_resume
 ROOT = Path(__file__).resolve().parents[1]
 MAX_STEPS = 8
 SAVE_STEPS = 2
-COMPARED = ("eval_loss", "eval_overall_f1", "predict_loss", "predict_overall_f1", "predict_overall_accuracy")
+COMPARED = ("eval_loss", "eval_f1", "predict_loss", "predict_f1", "predict_accuracy")
 
 
 def job_args(model_dir: Path, output_dir: Path) -> list[str]:

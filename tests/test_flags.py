@@ -244,3 +244,11 @@ def test_every_flag_has_a_check(arguments):
     assert fields == PROBED[arguments], "a flag was added or removed: give it a check in this file"
     for file, test in ELSEWHERE.values():
         assert (Path(__file__).parent / file).read_text().count(f"def {test}(") == 1
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs" / "args").glob("*.json")),
+                         ids=lambda path: path.name)  # fmt: skip
+def test_every_shipped_arguments_file_parses(path):
+    """The JSON files the README's launch lines use pass the same checks as flags."""
+    model_args, data_args, training_args = parse_arguments(NER_TYPES, argv=[str(path)])
+    assert training_args.do_train and model_args.fusion == "dwatt" and data_args.few_shot_k == 200

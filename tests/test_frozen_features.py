@@ -170,7 +170,7 @@ def test_run_ner_with_cached_features_trains_as_without_them(dropout_free_bert_d
     cached, cached_losses = run("cached", "--cache_backbone_features")
     assert len(cached_losses) == 6
     assert cached_losses == pytest.approx(plain_losses, rel=1e-5)
-    for key in ("eval_loss", "predict_loss", "eval_overall_f1", "predict_overall_f1"):
+    for key in ("eval_loss", "predict_loss", "eval_f1", "predict_f1"):
         assert cached[key] == pytest.approx(plain[key], rel=1e-5, abs=1e-7), key
     (cache,) = frozen_features._SHARED.values()
     assert cache.computed == 24 + 16 + 16  # training sample, dev and test: each sentence once

@@ -455,3 +455,33 @@ def test_every_number_the_card_text_shows_comes_from_its_own_file(run_dir, tmp_p
     assert f"| mean training loss | {TRAIN_RESULTS['train_loss']:.4f} |" in text
     assert f"| training time | {TRAIN_RESULTS['train_runtime']:.1f} s" in text
     assert "| optimizer steps | 30 of 30 |" in text and "| learning rate (fusion and head) | 0.001 |" in text
+
+
+def test_the_record_and_card_of_a_run_on_the_users_own_files(tmp_path):
+    """Issue 33: a run on user files recorded `dataset_name: wnut16-bundled` (the unused default), and its card
+    said "few-shot K: not recorded", "warm-up ratio None" and listed entity types with no gold entity."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    make_run(folder, record_arguments=False)
+    model_args = ModelArguments(model_name_or_path="prajjwal1/bert-tiny")
+    data_args = NerDataArguments(
+        train_file=str(tmp_path / "mine" / "train.conll"), validation_file=str(tmp_path / "d.conll")
+    )
+    training_args = TrainingArguments(output_dir=str(folder), warmup_steps=5, use_cpu=True, report_to="none")
+    save_run_arguments(folder, model_args, data_args, training_args)
+    recorded = json.loads((folder / "run_arguments.json").read_text())
+    assert recorded["dataset_name"] is None and recorded["train_file"] == "train.conll"
+    predict = {
+        **PREDICT_RESULTS,
+        "predict_company_f1": 0.0,
+        "predict_company_number": 0,
+        "predict_company_precision": 0.0,
+        "predict_company_recall": 0.0,
+    }  # a type of the label list absent from the split, as 0.1 wrote it
+    _write_json(folder / "predict_results.json", predict)
+    text = ModelCard.load(export_push_ready(folder, tmp_path / "export", repo_id=REPO_ID, figure=False).folder
+                          / "README.md").text  # fmt: skip
+    assert "| data | local files: train.conll, d.conll |" in text
+    assert "| few-shot K / sample seed | no (the whole training set) |" in text
+    assert "| schedule / warm-up | linear / 5 steps |" in text and "None" not in text.split("## Training")[1][:2000]
+    assert "| company |" not in text and "| geo-loc |" in text

@@ -98,7 +98,7 @@ def test_intermediate_checkpoints_load_merged_and_an_interrupted_run_resumes_exa
     interrupted = tmp_path / "interrupted"
     run_ner(*tiny_job(tiny_bert_dir, interrupted, *extra), callbacks=[StopAt(4)])
     resumed = run_ner(*tiny_job(tiny_bert_dir, interrupted, *extra))  # from the merged checkpoint-4
-    for key in ("eval_loss", "predict_loss", "predict_overall_f1"):
+    for key in ("eval_loss", "predict_loss", "predict_f1"):
         assert resumed[key] == pytest.approx(straight[key], rel=1e-5, abs=1e-6), key
     resumed_weights = load_file(interrupted / "model.safetensors")
     for name in final:

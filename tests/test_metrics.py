@@ -62,10 +62,10 @@ def as_logits(ids: np.ndarray) -> np.ndarray:
 
 
 EXPECTED = {
-    "overall_precision": 0.6,
-    "overall_recall": 0.5,
-    "overall_f1": 6 / 11,
-    "overall_accuracy": 2 / 3,
+    "precision": 0.6,
+    "recall": 0.5,
+    "f1": 6 / 11,
+    "accuracy": 2 / 3,
     "LOC_precision": 2 / 3,
     "LOC_recall": 2 / 3,
     "LOC_f1": 2 / 3,
@@ -83,7 +83,7 @@ def test_hand_computed_scores_from_ids_and_logits() -> None:
         results = compute_ner_metrics(predictions, gold, LABELS)
         assert set(results) == set(EXPECTED)
         assert results == pytest.approx(EXPECTED, abs=1e-12)
-        assert isinstance(results["overall_f1"], float)
+        assert isinstance(results["f1"], float)
         assert isinstance(results["PER_number"], int)
 
 
@@ -98,34 +98,27 @@ def test_ignored_positions_inside_a_sentence() -> None:
     gold = np.array([[-100, ID["B-PER"], -100, -100, ID["O"], -100]])
     pred = np.array([[ID["B-LOC"], ID["B-PER"], ID["B-LOC"], ID["I-LOC"], ID["O"], ID["B-LOC"]]])
     results = compute_ner_metrics(pred, gold, LABELS)
-    assert results["overall_f1"] == 1.0
-    assert results["overall_accuracy"] == 1.0
-    assert results["LOC_number"] == 0 and results["LOC_precision"] == 0.0
+    assert results["f1"] == 1.0
+    assert results["accuracy"] == 1.0
+    assert "LOC_number" not in results  # LOC was predicted only where nothing is scored
 
 
 def test_default_mode_is_conlleval_like() -> None:
     # conlleval (seqeval's default mode) lets a predicted chunk start with I-.
     gold = np.array([[ID["B-PER"], ID["I-PER"], ID["O"]]])
     pred = np.array([[ID["I-PER"], ID["I-PER"], ID["O"]]])
-    assert compute_ner_metrics(pred, gold, LABELS)["overall_f1"] == 1.0
+    assert compute_ner_metrics(pred, gold, LABELS)["f1"] == 1.0
 
 
-def test_per_type_keys_for_every_type_and_zero_division() -> None:
+def test_per_type_keys_only_for_types_in_gold_or_predictions_and_zero_division() -> None:
     labels = ["O", "B-geo-loc", "I-geo-loc", "B-person", "I-person"]
     gold = np.array([[0, 0, -100]])
     pred = np.array([[0, 0, 3]])
     results = compute_ner_metrics(pred, gold, labels)
-    for entity_type in ("geo-loc", "person"):
-        for suffix in ("precision", "recall", "f1", "number"):
-            assert results[f"{entity_type}_{suffix}"] == 0
-    assert results["overall_f1"] == 0.0 and results["overall_accuracy"] == 1.0
+    assert not [key for key in results if key.startswith(("geo-loc_", "person_"))]  # as transformers' run_ner logs
+    assert results["f1"] == 0.0 and results["accuracy"] == 1.0
     overall_only = compute_ner_metrics(pred, gold, labels, entity_level=False)
-    assert set(overall_only) == {
-        "overall_precision",
-        "overall_recall",
-        "overall_f1",
-        "overall_accuracy",
-    }
+    assert set(overall_only) == {"precision", "recall", "f1", "accuracy"}
     assert entity_types(labels) == ["geo-loc", "person"]
 
 
@@ -137,7 +130,7 @@ def test_make_ner_compute_metrics_for_trainer() -> None:
     # Models with extra outputs hand Trainer a tuple whose first item holds the logits.
     eval_pred = EvalPrediction(predictions=(as_logits(pred), np.zeros(3)), label_ids=gold)
     assert compute_metrics(eval_pred) == pytest.approx(EXPECTED, abs=1e-12)
-    assert compute_metrics((pred, gold))["overall_f1"] == pytest.approx(6 / 11)
+    assert compute_metrics((pred, gold))["f1"] == pytest.approx(6 / 11)
 
 
 def test_mismatched_batch_sizes_raise() -> None:
@@ -157,3 +150,49 @@ def test_classification_metrics() -> None:
         "accuracy": 1.0,
         "macro_f1": 1.0,
     }
+
+
+def random_tags(rng, sentences: int, types=("PER", "LOC", "ORG")) -> list[list[str]]:
+    tags = ["O", *(f"{prefix}-{name}" for name in types for prefix in "BI")]
+    return [[tags[i] for i in rng.integers(0, len(tags), size=rng.integers(1, 9))] for _ in range(sentences)]
+
+
+def test_the_packaged_seqeval_module_loads_offline_and_equals_seqeval_itself():
+    """`evaluate.load(dwatt.evaluate_metrics.SEQEVAL)` with HF_HUB_OFFLINE=1: the Hub seqeval metric's keys and
+    seqeval's own numbers, on random tag sequences (I- starting chunks included)."""
+    import evaluate
+    from seqeval.metrics import accuracy_score
+    from seqeval.metrics.sequence_labeling import get_entities, precision_recall_fscore_support
+
+    from dwatt.evaluate_metrics import SEQEVAL
+
+    metric = evaluate.load(SEQEVAL, keep_in_memory=True)
+    rng = np.random.default_rng(0)
+    for trial in range(5):
+        gold = random_tags(rng, 30)
+        pred = [[tag if rng.random() < 0.7 else "O" for tag in sentence] for sentence in gold]
+        result = metric.compute(predictions=pred, references=gold, zero_division=0)
+        seen = sorted({name for name, *_ in get_entities(gold)} | {name for name, *_ in get_entities(pred)})
+        assert set(result) == {*seen, "overall_precision", "overall_recall", "overall_f1", "overall_accuracy"}
+        precision, recall, f1, _ = precision_recall_fscore_support(gold, pred, average="micro", zero_division=0)
+        assert (result["overall_precision"], result["overall_recall"], result["overall_f1"]) == pytest.approx(
+            (precision, recall, f1), abs=1e-12
+        )
+        assert result["overall_accuracy"] == pytest.approx(accuracy_score(gold, pred), abs=1e-12)
+        p, r, f, support = precision_recall_fscore_support(gold, pred, average=None, zero_division=0)
+        for name, values in zip(seen, zip(p, r, f, support)):
+            assert result[name] == pytest.approx(dict(zip(("precision", "recall", "f1", "number"), values)))
+        flat = compute_ner_metrics(*tags_to_ids(pred, gold))
+        assert flat["f1"] == pytest.approx(f1, abs=1e-12), trial
+
+
+def tags_to_ids(pred: list[list[str]], gold: list[list[str]]):
+    labels = sorted({tag for sentence in gold + pred for tag in sentence})
+    width = max(map(len, gold))
+    index = {tag: i for i, tag in enumerate(labels)}
+    pred_ids = np.full((len(gold), width), -100)
+    gold_ids = np.full((len(gold), width), -100)
+    for row, (p, g) in enumerate(zip(pred, gold)):
+        pred_ids[row, : len(p)] = [index[t] for t in p]
+        gold_ids[row, : len(g)] = [index[t] for t in g]
+    return pred_ids, gold_ids, labels

@@ -675,7 +675,7 @@ def test_ignore_mismatched_sizes_continues_a_checkpoint_with_another_label_set(t
     with pytest.raises(Exception, match="ignore_mismatched_sizes"):
         run_ner(*tiny_ner(tmp_path / "first", tmp_path / "second", *args))
     results = run_ner(*tiny_ner(tmp_path / "first", tmp_path / "third", *args, "--ignore_mismatched_sizes"))
-    assert "eval_overall_f1" in results
+    assert "eval_f1" in results
 
 
 def test_an_invalid_repo_id_fails_the_dry_run(tmp_path):

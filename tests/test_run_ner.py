@@ -48,8 +48,8 @@ def test_real_short_run_beats_the_untrained_model(minilm_path, tmp_path):
         "--learning_rate", "3e-4", "--fusion_learning_rate", "3e-3", "--per_device_train_batch_size", "16",
         "--warmup_steps", "4",
     ))  # fmt: skip
-    assert untrained["predict_overall_f1"] < 0.05
-    assert trained["predict_overall_f1"] > untrained["predict_overall_f1"] + 0.15, (untrained, trained)
+    assert untrained["predict_f1"] < 0.05
+    assert trained["predict_f1"] > untrained["predict_f1"] + 0.15, (untrained, trained)
     sentences = (tmp_path / "trained" / "predictions.conll").read_text().strip().split("\n\n")
     assert len(sentences) == 100  # one block per test sentence, none dropped
 
@@ -62,7 +62,7 @@ def test_conll_files_with_iob1_tags(tiny_bert_dir, tmp_path):
         "--do_train", "--do_eval", "--do_predict", "--max_steps", "2",
     )  # fmt: skip
     results = run_ner(model_args, data_args, training_args)
-    assert {"eval_overall_f1", "predict_overall_f1", "train_loss"} <= set(results)
+    assert {"eval_f1", "predict_f1", "train_loss"} <= set(results)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     labels = sorted(config["label2id"], key=config["label2id"].get)
     assert labels == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
@@ -97,7 +97,7 @@ def test_resume_after_interruption_gives_the_same_result(tiny_bert_dir, tmp_path
     resumed = run_ner(*tiny_job(tiny_bert_dir, interrupted_dir, *extra))  # picks up checkpoint-4 by itself
 
     assert (interrupted_dir / "checkpoint-8").is_dir()
-    for key in ("eval_loss", "predict_loss", "predict_overall_f1", "eval_overall_f1"):
+    for key in ("eval_loss", "predict_loss", "predict_f1", "eval_f1"):
         assert resumed[key] == pytest.approx(uninterrupted[key], rel=1e-5, abs=1e-6), key
 
 
@@ -161,3 +161,17 @@ def test_predictions_label_every_word_of_sentences_longer_than_max_seq_length(ti
 
     test_tokens = load_wnut16()["test"]["tokens"][:24]
     assert [len(block.split("\n")) for block in blocks] == [len(tokens) for tokens in test_tokens]
+
+
+def test_the_best_model_by_f1_as_transformers_users_ask_for_it(tiny_bert_dir, tmp_path):
+    """`--metric_for_best_model f1 --load_best_model_at_end`, as with transformers' own run_ner: the metric keys
+    are the example's (`eval_f1`, not `eval_overall_f1`)."""
+    results = run_ner(*tiny_job(tiny_bert_dir, tmp_path / "run", "--eval_strategy", "steps", "--eval_steps", "4",
+                                "--save_strategy", "steps", "--save_steps", "4", "--metric_for_best_model", "f1",
+                                "--load_best_model_at_end"))  # fmt: skip
+    assert {"eval_f1", "eval_precision", "eval_recall", "eval_accuracy", "predict_f1"} <= set(results)
+    assert not [key for key in results if "overall" in key]
+    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
+    assert state["best_metric"] is not None and state["best_model_checkpoint"].endswith(
+        ("checkpoint-4", "checkpoint-8")
+    )

@@ -329,8 +329,8 @@ def test_test_split_callback_scores_and_counts_as_run_ner_predict(tiny_bert_dir,
     assert sorted(evaluator.points) == [2, 4]
     final = evaluator.points[4]
     for name in ("f1", "precision", "recall", "accuracy"):
-        assert final["test"][name] == pytest.approx(results[f"predict_overall_{name}"], abs=1e-9), name
-        assert final["dev"][name] == pytest.approx(results[f"eval_overall_{name}"], abs=1e-9), name
+        assert final["test"][name] == pytest.approx(results[f"predict_{name}"], abs=1e-9), name
+        assert final["dev"][name] == pytest.approx(results[f"eval_{name}"], abs=1e-9), name
     for step, point in evaluator.points.items():
         counts = evaluator.sentence_counts[step]
         assert counts.shape == (16, 3) and counts[:, 2].sum() > 0

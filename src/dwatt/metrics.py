@@ -1,20 +1,21 @@
-"""Evaluation metrics for dwatt: entity-level NER scores (seqeval) and classification scores.
+"""Evaluation metrics for dwatt: entity-level NER scores (seqeval, through `evaluate`) and classification scores.
 
-`compute_ner_metrics` returns the keys of the Hugging Face ``run_ner`` example with
-``return_entity_level_metrics=True``: ``overall_precision``, ``overall_recall``, ``overall_f1``,
-``overall_accuracy`` and, per entity type, ``{type}_precision``, ``_recall``, ``_f1``,
-``_number``. It calls `seqeval.metrics` directly in its default (conlleval-compatible) mode,
-because ``evaluate.load("seqeval")`` downloads the metric script and fails offline.
+`compute_ner_metrics` returns the keys transformers' token-classification example logs: ``precision``,
+``recall``, ``f1`` (entity-level, micro) and ``accuracy`` (token), and, per entity type that is in the gold or
+the predicted tags, ``{type}_precision``, ``_recall``, ``_f1`` and ``_number`` (as its
+``return_entity_level_metrics`` gives them), so ``--metric_for_best_model f1`` works. The scores come from the
+seqeval metric module shipped in the package (`dwatt.evaluate_metrics.SEQEVAL`, loaded with `evaluate.load`
+offline; the Hub's is a script downloaded at load time), in seqeval's default (conlleval-compatible) mode. Run
+folders written before 0.2 hold ``overall_f1`` etc.; `overall_score` reads either.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from seqeval.metrics import accuracy_score
-from seqeval.metrics.sequence_labeling import get_entities, precision_recall_fscore_support
 
 __all__ = [
     "IGNORE_INDEX",
@@ -23,7 +24,10 @@ __all__ = [
     "compute_ner_metrics",
     "entity_types",
     "make_ner_compute_metrics",
+    "overall_score",
 ]
+#: The overall scores, under the keys transformers' token-classification example logs them.
+OVERALL_SCORES = ("precision", "recall", "f1", "accuracy")
 #: Label id of positions that are not scored (special tokens, non-first sub-words, padding).
 IGNORE_INDEX = -100
 
@@ -77,36 +81,41 @@ def entity_types(label_list: Sequence[str]) -> list[str]:
     return sorted({label.split("-", 1)[1] for label in label_list if "-" in label})
 
 
-def _scores_from_tags(pred_tags: list[list[str]], gold_tags: list[list[str]], types: Sequence[str]) -> dict[str, float]:
-    precision, recall, f1, _ = precision_recall_fscore_support(gold_tags, pred_tags, average="micro", zero_division=0)
-    results: dict[str, float] = {
-        "overall_precision": float(precision),
-        "overall_recall": float(recall),
-        "overall_f1": float(f1),
-        "overall_accuracy": float(accuracy_score(gold_tags, pred_tags)) if any(gold_tags) else 0.0,
-    }
-    # seqeval reports the sorted union of gold and predicted types; we list every type of the
-    # label list (zeros where absent) so logged keys stay the same from step to step.
-    seen = sorted({name for name, _, _ in get_entities(gold_tags)} | {name for name, _, _ in get_entities(pred_tags)})
-    per_type = {name: (0.0, 0.0, 0.0, 0) for name in types}
-    if seen:
-        p, r, f, support = precision_recall_fscore_support(gold_tags, pred_tags, average=None, zero_division=0)
-        for name, values in zip(seen, zip(p, r, f, support, strict=True), strict=True):
-            per_type[name] = values
-    for name in sorted(per_type):
-        p_value, r_value, f_value, number = per_type[name]
-        results[f"{name}_precision"] = float(p_value)
-        results[f"{name}_recall"] = float(r_value)
-        results[f"{name}_f1"] = float(f_value)
-        results[f"{name}_number"] = int(number)
+@functools.cache
+def seqeval_metric():
+    """The packaged seqeval metric, loaded once (in memory: nothing is written to the cache folder)."""
+    import evaluate
+
+    from .evaluate_metrics import SEQEVAL
+
+    return evaluate.load(SEQEVAL, keep_in_memory=True)
+
+
+def _scores_from_tags(pred_tags: list[list[str]], gold_tags: list[list[str]]) -> dict[str, float]:
+    if not any(gold_tags):  # nothing labelled to score (seqeval's accuracy would divide by zero)
+        return {name: 0.0 for name in OVERALL_SCORES}
+    report = seqeval_metric().compute(predictions=pred_tags, references=gold_tags, zero_division=0)
+    results: dict[str, float] = {name: float(report[f"overall_{name}"]) for name in OVERALL_SCORES}
+    for name in sorted(key for key, value in report.items() if isinstance(value, dict)):
+        for score, value in report[name].items():
+            results[f"{name}_{score}"] = int(value) if score == "number" else float(value)
     return results
+
+
+def overall_score(metrics: dict, prefix: str, name: str) -> float | None:
+    """A run's overall score (`name` in `OVERALL_SCORES`) from its metrics under today's key (`eval_f1`) or the
+    key dwatt wrote before 0.2 (`eval_overall_f1`); None when it has neither."""
+    for key in (f"{prefix}_{name}", f"{prefix}_overall_{name}"):
+        if key in metrics:
+            return metrics[key]
+    return None
 
 
 def score_tag_sequences(
     pred_tags: list[list[str]], gold_tags: list[list[str]], label_list: Sequence[str]
 ) -> dict[str, float]:
     """The metrics of `compute_ner_metrics` from word-level tag strings (e.g. windowed predictions)."""
-    return _scores_from_tags(pred_tags, gold_tags, entity_types(label_list))
+    return _scores_from_tags(pred_tags, gold_tags)
 
 
 def compute_ner_metrics(
@@ -117,15 +126,14 @@ def compute_ner_metrics(
 ) -> dict[str, float]:
     """Entity-level micro P/R/F1 and token accuracy (seqeval, conlleval-compatible mode).
 
-    ``labels`` use -100 for positions to ignore. With ``entity_level`` (default) the result
-    also has ``{type}_precision/_recall/_f1/_number`` for every type of ``label_list``, with
-    zeros for types neither gold nor predicted (run_ner omits those; keeping them gives a
-    stable set of keys across evaluations). ``zero_division`` is 0 throughout.
+    ``labels`` use -100 for positions to ignore. With ``entity_level`` (default) the result also has
+    ``{type}_precision/_recall/_f1/_number`` for every type in the gold or predicted tags. ``zero_division``
+    is 0 throughout.
     """
     pred_tags, gold_tags = align_predictions(predictions, labels, label_list)
-    results = _scores_from_tags(pred_tags, gold_tags, entity_types(label_list))
+    results = _scores_from_tags(pred_tags, gold_tags)
     if not entity_level:
-        results = {key: value for key, value in results.items() if key.startswith("overall_")}
+        results = {name: results[name] for name in OVERALL_SCORES}
     return results
 
 

@@ -27,8 +27,8 @@ def main(argv: list[str]) -> None:
         return
     if training_args.do_predict:
         print(
-            f"\nTest entity F1: {results['predict_overall_f1']:.4f} "
-            f"(P {results['predict_overall_precision']:.4f}, R {results['predict_overall_recall']:.4f}, "
+            f"\nTest entity F1: {results['predict_f1']:.4f} "
+            f"(P {results['predict_precision']:.4f}, R {results['predict_recall']:.4f}, "
             f"{results['predict_samples']} sentences)."
         )
     saved = training_args.do_train or training_args.push_to_hub

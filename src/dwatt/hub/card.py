@@ -27,10 +27,10 @@ from .record import (
 TEMPLATE_PATH = Path(__file__).with_name("card_template.md")
 # (metric key suffix, model-index metric type, display name)
 CARD_METRICS = (
-    ("overall_f1", "f1", "Entity F1 (seqeval, micro)"),
-    ("overall_precision", "precision", "Entity precision (seqeval, micro)"),
-    ("overall_recall", "recall", "Entity recall (seqeval, micro)"),
-    ("overall_accuracy", "accuracy", "Token accuracy"),
+    ("f1", "f1", "Entity F1 (seqeval, micro)"),
+    ("precision", "precision", "Entity precision (seqeval, micro)"),
+    ("recall", "recall", "Entity recall (seqeval, micro)"),
+    ("accuracy", "accuracy", "Token accuracy"),
 )
 TAGS = ["dwatt", "layer-fusion", "custom_code", "token-classification", "ner"]
 EXAMPLE_TEXT = "Watching the Lakers play in Los Angeles tonight with @john"
@@ -78,8 +78,14 @@ def training_rows(run: RunFolder, dataset: DatasetInfo) -> list[tuple[str, str]]
         return args.get(name, NOT_RECORDED)
 
     warmup = NOT_RECORDED
-    if args:
-        warmup = f"{arg('warmup_steps')} steps" if arg("warmup_steps") else f"ratio {arg('warmup_ratio')}"
+    if args:  # transformers 5 takes a ratio in warmup_steps (a value below 1); older runs recorded warmup_ratio
+        steps_or_ratio = args.get("warmup_steps") or 0
+        if 0 < steps_or_ratio < 1:
+            warmup = f"ratio {steps_or_ratio}"
+        elif steps_or_ratio:
+            warmup = f"{steps_or_ratio} steps"
+        else:
+            warmup = f"ratio {args['warmup_ratio']}" if args.get("warmup_ratio") else "none"
     steps = state.get("global_step", NOT_RECORDED)
     if state.get("max_steps"):
         steps = f"{steps} of {state['max_steps']}"
@@ -90,7 +96,8 @@ def training_rows(run: RunFolder, dataset: DatasetInfo) -> list[tuple[str, str]]
     return [
         ("data", dataset.name),
         ("training sentences", _show(train.get("train_samples"))),
-        ("few-shot K / sample seed", f"{_show(args.get('few_shot_k'))} / {_show(args.get('few_shot_seed'))}"),
+        ("few-shot K / sample seed", "no (the whole training set)" if args and args.get("few_shot_k") is None
+         else f"{_show(args.get('few_shot_k'))} / {_show(args.get('few_shot_seed'))}"),
         ("seed", _show(arg("seed"))),
         ("optimizer steps", _show(steps)),
         ("epochs", _show(state.get("epoch"), 2)),
@@ -133,14 +140,14 @@ def result_rows(run: RunFolder) -> list[dict]:
     rows = []
     for split, file_name, prefix in RESULT_FILES:
         metrics = run.metrics(file_name)
-        if f"{prefix}_overall_f1" not in metrics:
+        if f"{prefix}_f1" not in metrics:
             continue
         rows.append(
             {
                 "split": split,
                 "file": file_name,
                 "samples": _show(metrics.get(f"{prefix}_samples")),
-                **{key.split("_")[1]: _show(metrics.get(f"{prefix}_{key}"), 4) for key, _, _ in CARD_METRICS},
+                **{key: _show(metrics.get(f"{prefix}_{key}"), 4) for key, _, _ in CARD_METRICS},
             }
         )
     return rows
@@ -153,7 +160,16 @@ def per_type_rows(run: RunFolder) -> tuple[str | None, list[dict]]:
         types = sorted(
             key[len(prefix) + 1 : -len("_number")]
             for key in metrics
-            if key.endswith("_number") and key.startswith(prefix + "_") and "overall" not in key
+            if key.endswith("_number")
+            and key.startswith(prefix + "_")
+            and "overall" not in key
+            # Runs before dwatt 0.2 listed every type of the label list, zeros for types absent from the split:
+            # a row of zeros with no gold entity says nothing, so it is left out.
+            and not (
+                metrics[key] == 0
+                and metrics.get(f"{key[: -len('_number')]}_f1", 0) == 0
+                and metrics.get(f"{key[: -len('_number')]}_precision", 0) == 0
+            )
         )
         if types:
             return split, [
@@ -279,7 +295,7 @@ def render_model_card(
     )
     rows, budget_note = parameter_rows(run, config)
     split, type_rows = per_type_rows(run)
-    test_f1 = run.metrics("predict_results.json").get("predict_overall_f1")
+    test_f1 = run.metrics("predict_results.json").get("predict_f1")
     trained = bool(run.metrics("train_results.json") or run.trainer_state.get("global_step"))
     if trained:
         summary = (

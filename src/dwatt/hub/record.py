@@ -12,6 +12,7 @@ import torch
 
 from ..assets import BUNDLED_MINILM_HUB_ID, BUNDLED_WNUT16
 from ..configuration_dwatt import DWAttConfig
+from ..metrics import OVERALL_SCORES
 
 RUN_ARGUMENTS_FILE = "run_arguments.json"
 NOT_RECORDED = "not recorded"
@@ -64,6 +65,9 @@ def run_arguments(model_args=None, data_args=None, training_args=None) -> dict:
         for name in ("train_file", "validation_file", "test_file"):
             path = getattr(data_args, name, None)
             record[name] = Path(path).name if path else None
+        if any(record[name] for name in ("train_file", "validation_file", "test_file")):
+            # The files are the data: the dataset name is only the default that was not used.
+            record["dataset_name"] = record["dataset_config_name"] = None
     if training_args is not None:
         record.update({name: _json_value(getattr(training_args, name, None)) for name in TRAINING_FIELDS})
         record["world_size"] = training_args.world_size
@@ -112,10 +116,11 @@ class RunFolder:
         own = self.results.get(file_name) or {}
         merged = {k: v for k, v in self.results["all_results.json"].items() if k.startswith(prefix + "_")}
         metrics = dict(own or merged)
-        # The transformers example run_ner.py writes eval_f1 where dwatt writes eval_overall_f1: same values.
-        for name in ("f1", "precision", "recall", "accuracy"):
-            if f"{prefix}_overall_{name}" not in metrics and f"{prefix}_{name}" in metrics:
-                metrics[f"{prefix}_overall_{name}"] = metrics[f"{prefix}_{name}"]
+        # Folders written before dwatt 0.2 hold eval_overall_f1 where dwatt (and transformers' run_ner) now write
+        # eval_f1: the same values, read under today's keys.
+        for name in OVERALL_SCORES:
+            if f"{prefix}_{name}" not in metrics and f"{prefix}_overall_{name}" in metrics:
+                metrics[f"{prefix}_{name}"] = metrics.pop(f"{prefix}_overall_{name}")
         return metrics
 
     def dwatt_config(self) -> DWAttConfig:
@@ -198,7 +203,6 @@ TRAINING_FIELDS = (
     "max_steps",
     "num_train_epochs",
     "warmup_steps",
-    "warmup_ratio",
     "lr_scheduler_type",
     "weight_decay",
     "optim",

@@ -255,7 +255,7 @@ class LayerAnalysis:
     def f1(self, condition: str) -> float:
         """Entity F1 of a condition ("full", "without 3", "first 2"; "first L" is the full model)."""
         name = FULL if condition == first_k_name(self.num_layers) else condition
-        return self.metrics[name]["overall_f1"]
+        return self.metrics[name]["f1"]
 
     def layer_mass(self, words: np.ndarray | None = None) -> np.ndarray:
         """Mean pooled weight per fused layer over the selected words (all by default)."""
@@ -379,8 +379,8 @@ def analyze_layers(
         counts[name] = sentence_entity_counts(predicted_tags[name], gold_tags)
         # The resampled intervals rest on these counts: they must give seqeval's own F1.
         recomputed = float(f1_from_counts(counts[name].sum(axis=0)))
-        if not math.isclose(recomputed, metrics[name]["overall_f1"], abs_tol=1e-9):
-            raise RuntimeError(f"{name}: entity counts give F1 {recomputed}, seqeval {metrics[name]['overall_f1']}")
+        if not math.isclose(recomputed, metrics[name]["f1"], abs_tol=1e-9):
+            raise RuntimeError(f"{name}: entity counts give F1 {recomputed}, seqeval {metrics[name]['f1']}")
     result = LayerAnalysis(
         label_list=label_list,
         layer_indices=layer_indices,

@@ -102,8 +102,8 @@ def ablation_findings(result: LayerAnalysis, rows: Sequence[AblationRow]) -> lis
             text = (
                 f"Mass and effect disagree for layer {row.layer} ({row.disagreement}): rank {row.mass_rank} by mass "
                 f"on entity words ({row.mass_entity:.3f}), rank {row.drop_rank} by F1 drop "
-                f"({_points(row.delta)} {_interval(row.interval)}; precision {full['overall_precision']:.3f} -> "
-                f"{row.precision:.3f}, recall {full['overall_recall']:.3f} -> {row.recall:.3f}, "
+                f"({_points(row.delta)} {_interval(row.interval)}; precision {full['precision']:.3f} -> "
+                f"{row.precision:.3f}, recall {full['recall']:.3f} -> {row.recall:.3f}, "
                 f"{full_predicted} -> {row.predicted_entities} predicted entities)."
             )
             if not row.significant:
@@ -155,8 +155,8 @@ def write_report(
     full = result.metrics[FULL]
     lines = [f"# Layer analysis: {title}", "", *description, ""]
     lines.append(
-        f"Full model: entity F1 **{full['overall_f1']:.4f}** (precision {full['overall_precision']:.4f}, recall "
-        f"{full['overall_recall']:.4f}) on {len(result.gold_tags)} sentences, {len(result.words.words)} words."
+        f"Full model: entity F1 **{full['f1']:.4f}** (precision {full['precision']:.4f}, recall "
+        f"{full['recall']:.4f}) on {len(result.gold_tags)} sentences, {len(result.words.words)} words."
     )
     has_weights = result.words.weights is not None
     profiles = type_profiles(result) if has_weights else []
@@ -203,8 +203,8 @@ def write_report(
             "| masked layer | mass (entity words) | mass (all words) | F1 without it | change | 95% interval "
             "| precision | recall | predicted entities | mass rank | drop rank | mass vs effect |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|",
-            f"| none (full model) | | | {full['overall_f1']:.4f} | | | {full['overall_precision']:.3f} "
-            f"| {full['overall_recall']:.3f} | {int(result.entity_counts[FULL][:, 1].sum())} | | | |",
+            f"| none (full model) | | | {full['f1']:.4f} | | | {full['precision']:.3f} "
+            f"| {full['recall']:.3f} | {int(result.entity_counts[FULL][:, 1].sum())} | | | |",
         ]
         for row in rows:
             lines.append(

@@ -14,6 +14,7 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from ...data.corpora import load_wnut16
 from ...data.ner_files import read_ner_file, sentences_to_dataset
+from ...metrics import overall_score
 from ...modeling_dwatt import DWAttForTokenClassification
 from .probes import FULL, LayerAnalysis, analyze_layers, encode_batches
 from .report import write_report
@@ -98,7 +99,7 @@ def reported_f1_note(args: AnalysisArguments, f1: float) -> list[str]:
     same_data = args.data_file is None and args.split == "test" and args.max_sentences is None
     if not (same_data and results_file.is_file()):
         return []
-    reported = json.loads(results_file.read_text()).get("predict_overall_f1")
+    reported = overall_score(json.loads(results_file.read_text()), "predict", "f1")
     if reported is None:
         return []
     if abs(reported - f1) < 5e-5:

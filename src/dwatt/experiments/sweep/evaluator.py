@@ -50,7 +50,7 @@ class TestSplitEvaluator(TrainerCallback):
     def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
         if state.global_step in self.points:
             return
-        dev = {name: metrics[f"eval_overall_{name}"] for name in OVERALL_SCORES}
+        dev = {name: metrics[f"eval_{name}"] for name in OVERALL_SCORES}
         started = time.perf_counter()
         test, counts = self.score_test_split(model)
         self.test_seconds += time.perf_counter() - started
@@ -67,7 +67,7 @@ class TestSplitEvaluator(TrainerCallback):
         scores = compute_ner_metrics(predictions, labels, self.label_list, entity_level=False)
         counts = np.zeros((len(self.order), 3), dtype=np.int64)
         counts[self.order] = sentence_entity_counts(*align_predictions(predictions, labels, self.label_list))
-        return {name: scores[f"overall_{name}"] for name in OVERALL_SCORES}, counts
+        return {name: scores[name] for name in OVERALL_SCORES}, counts
 
     def kept_counts(self) -> dict:
         """The counts record of `store.SentenceCounts`: the last eval point and the best dev point (the

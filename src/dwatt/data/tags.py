@@ -15,9 +15,7 @@ _TAG_PATTERN = re.compile(r"^(?:O|[BI]-\S+)$")
 
 def _split_tag(tag: str) -> tuple[str, str | None]:
     """Return (prefix, type) for an already validated tag; ("O", None) for outside."""
-    if tag == "O":
-        return "O", None
-    return tag[0], tag[2:]
+    return tag[0], tag[2:] or None
 
 
 def detect_iob1(tag_sequences: Iterable[Sequence[str]]) -> bool:
@@ -64,9 +62,9 @@ def make_label_list(tag_sequences: Iterable[Sequence[str]]) -> list[str]:
     Both prefixes are listed for every type even if one never occurs, so a model can predict
     (and `label_all_tokens` can map to) ``I-X`` for a type seen only as single-token chunks.
     """
-    entity_types = {_split_tag(tag)[1] for tags in tag_sequences for tag in tags if tag != "O"}
+    entity_types = {tag[2:] for tags in tag_sequences for tag in tags if tag != "O"}
     labels = ["O"]
-    for entity_type in sorted(t for t in entity_types if t is not None):
+    for entity_type in sorted(entity_types):
         labels += [f"B-{entity_type}", f"I-{entity_type}"]
     return labels
 

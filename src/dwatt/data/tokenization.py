@@ -195,3 +195,55 @@ def make_token_collator(tokenizer: Any) -> Any:
     from transformers import DataCollatorForTokenClassification
 
     return DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=None, label_pad_token_id=LABEL_PAD_ID)
+
+
+#: Sub-word markers of "this piece starts a word": byte-level BPE's space (RoBERTa, GPT-2, ModernBERT) and
+#: SentencePiece's (XLM-R, DeBERTa-v3).
+SPACE_MARKERS = ("Ġ", "▁")
+
+
+def load_word_tokenizer(name_or_path: str, **hub_kwargs) -> Any:
+    """The tokenizer of a model, set up for words given one by one (`is_split_into_words=True`, as NER data is).
+
+    Byte-level BPE tokenizers encode a word differently at the start of a text and after a space ("Obama" at
+    the start is `Ob am a`, after a space `ĠObama`). Given pre-split words they need `add_prefix_space=True`
+    (transformers' own run_ner sets it for such models), or every word is tokenised as if it began the text
+    and loses its space marker: nothing fails, the model just sees other sub-words than in pre-training. Here
+    the tokenizer is checked on a probe: a word given alone must become the sub-words it has inside a text;
+    if not, it is loaded again with `add_prefix_space=True`, and if that does not help either the load fails
+    with what was seen. WordPiece (BERT) and SentencePiece tokenizers pass the probe as they are.
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, **hub_kwargs)
+    if words_tokenize_as_in_text(tokenizer):
+        return tokenizer
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, add_prefix_space=True, **hub_kwargs)
+    if not words_tokenize_as_in_text(tokenizer):
+        alone, in_text = _probe(tokenizer)
+        raise ValueError(
+            f"{name_or_path}: its tokenizer splits a word given alone ({alone}) otherwise than in a text ({in_text}), "
+            "even with add_prefix_space=True; expected the same sub-words, or NER labels would be aligned to "
+            "sub-words the model never saw in pre-training"
+        )
+    logger.info("%s: byte-level BPE tokenizer loaded with add_prefix_space=True for pre-split words", name_or_path)
+    return tokenizer
+
+
+_PROBE_WORDS = ["Obama", "went", "to", "Paris"]
+
+
+def _probe(tokenizer) -> tuple[list[str], list[str]]:
+    """Sub-words of the probe's last three words, given as words and inside the text."""
+    as_words = tokenizer(_PROBE_WORDS, is_split_into_words=True, add_special_tokens=False)
+    in_text = tokenizer(" ".join(_PROBE_WORDS), add_special_tokens=False)
+    first_of_second = as_words.word_ids().index(1)
+    offset = len(tokenizer(_PROBE_WORDS[0], add_special_tokens=False)["input_ids"])
+    return (tokenizer.convert_ids_to_tokens(as_words["input_ids"][first_of_second:]),
+            tokenizer.convert_ids_to_tokens(in_text["input_ids"][offset:]))  # fmt: skip
+
+
+def words_tokenize_as_in_text(tokenizer) -> bool:
+    """True when words given one by one become the sub-words they have inside a text (after the first word)."""
+    alone, in_text = _probe(tokenizer)
+    return alone == in_text

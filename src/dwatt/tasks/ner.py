@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from datasets import DatasetDict, load_dataset
-from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from ..assets import BUNDLED_WNUT16
 from ..data.corpora import load_wnut16, sample_few_shot
 from ..data.ner_files import load_ner_files, write_conll_predictions
-from ..data.tokenization import make_token_collator, tokenize_ner_dataset
+from ..data.tokenization import load_word_tokenizer, make_token_collator, tokenize_ner_dataset
 from ..hub.push import push_trained_run
 from ..inference import predict_word_labels
 from ..metrics import align_predictions, logits_to_label_ids, make_ner_compute_metrics, score_tag_sequences
@@ -104,7 +104,7 @@ def run_ner(
         if wanted:
             _require_split(raw, split, flag)
 
-    tokenizer = AutoTokenizer.from_pretrained(
+    tokenizer = load_word_tokenizer(
         model_args.model_name_or_path, revision=model_args.revision, trust_remote_code=model_args.trust_remote_code
     )
     model = load_model(

@@ -10,10 +10,11 @@ from pathlib import Path
 import torch
 import transformers
 from tqdm.auto import tqdm
-from transformers import AutoModelForTokenClassification, AutoTokenizer
+from transformers import AutoModelForTokenClassification
 
 from ...data.corpora import load_wnut16
 from ...data.ner_files import read_ner_file, sentences_to_dataset
+from ...data.tokenization import load_word_tokenizer
 from ...metrics import overall_score
 from ...modeling_dwatt import DWAttForTokenClassification
 from .probes import FULL, LayerAnalysis, analyze_layers, encode_batches
@@ -127,7 +128,7 @@ def run_analysis(args: AnalysisArguments, command: str) -> tuple[LayerAnalysis, 
     if not isinstance(model, DWAttForTokenClassification) and not hasattr(model, "dwatt"):
         raise SystemExit(f"{args.model_name_or_path}: a {type(model).__name__}, not a DWAtt token classifier")
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
+    tokenizer = load_word_tokenizer(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
     label_list = [model.config.id2label[index] for index in range(model.config.num_labels)]
     dataset, data_described = load_data(args, label_list)
     name = args.name or Path(args.model_name_or_path.rstrip("/")).name

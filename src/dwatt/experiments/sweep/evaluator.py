@@ -85,12 +85,11 @@ class TestSplitEvaluator(TrainerCallback):
 def tokenized_test_split(model_args: ModelArguments, data_args: NerDataArguments):
     """The test split tokenised as `run_ner` tokenises it, its label list and the collator."""
     from datasets import DatasetDict
-    from transformers import AutoTokenizer
 
-    from ...data.tokenization import make_token_collator, tokenize_ner_dataset
+    from ...data.tokenization import load_word_tokenizer, make_token_collator, tokenize_ner_dataset
 
     raw = load_ner_data(data_args)
-    tokenizer = AutoTokenizer.from_pretrained(
+    tokenizer = load_word_tokenizer(
         model_args.model_name_or_path, revision=model_args.revision, trust_remote_code=model_args.trust_remote_code
     )
     tokenized, _ = tokenize_ner_dataset(

@@ -137,3 +137,121 @@ def test_the_summary_prints_holm_adjusted_p_over_one_family_per_regime():
     assert f"p={expected[strongest]:.3f}" in table and f"p={raw[strongest]:.3f}" not in table
     exploratory = "\n".join(difference_table(test, {}, "r", ["last", "deeper", "dwatt"], [8], "last"))
     assert "p=" not in exploratory and "**" not in exploratory
+
+
+# ----------------------------------------------------------------------------------------------------
+# Exact values and edges of every statistic (mutation testing found each of these unpinned)
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_paired_difference_reports_its_size_and_level_and_needs_two_pairs_for_an_interval():
+    from dwatt.experiments.stats import PairedDifference
+
+    assert paired_difference([0.5], [0.4]) == PairedDifference(pytest.approx(0.1), None, None, 1, 0.95)
+    two = paired_difference([0.5, 0.7], [0.4, 0.5], confidence=0.9)
+    assert two.n == 2 and two.confidence == 0.9 and two.low < two.mean < two.high  # two pairs have an interval
+    assert not PairedDifference(0.1, None, None, 1).significant
+    with pytest.raises(ValueError, match=r"need paired, non-empty scores; got 0 and 0"):
+        paired_difference([], [])
+    with pytest.raises(ValueError, match=r"need paired, non-empty scores; got 1 and 2"):
+        paired_difference([0.1], [0.1, 0.2])
+    with pytest.raises(ValueError, match=r"need paired scores; got 1 and 2"):
+        paired_t_p_value([0.1], [0.1, 0.2])
+    assert 0 < paired_t_p_value([0.5, 0.7], [0.4, 0.5]) < 1  # two pairs can be tested
+
+
+def test_holm_caps_adjusted_values_at_one():
+    np.testing.assert_allclose(holm_adjusted([0.6, 0.9]), [1.0, 1.0])  # 2 x 0.6 = 1.2, capped
+
+
+def test_the_interval_defaults_shapes_and_small_seed_counts():
+    from scipy import stats as scipy_stats
+
+    from dwatt.experiments.stats import _bootstrap_deltas
+
+    ours, theirs = sentence_noise_only(seeds=2, sentences=50)
+    ours[1, :, 0] = 0  # the second seed finds nothing: seeds differ
+    assert seed_and_sentence_interval(ours, theirs) == seed_and_sentence_interval(ours, theirs, samples=2000, seed=0)
+    point, low, high = seed_and_sentence_interval(ours, theirs, samples=300)
+    deltas, _ = _bootstrap_deltas(ours, theirs, 300, 0)
+    half = scipy_stats.t.ppf(0.975, 1) * np.sqrt(2) * deltas.std()  # two seeds: t with 1 degree of freedom
+    assert (low, high) == pytest.approx((point - half, point + half), rel=1e-12)
+    one_point, one_low, one_high = seed_and_sentence_interval(ours[:1], theirs[:1], samples=300, level=0.9)
+    one_deltas, _ = _bootstrap_deltas(ours[:1], theirs[:1], 300, 0)
+    assert (one_low, one_high) == pytest.approx(tuple(np.percentile(one_deltas, [5, 95])), rel=1e-12)
+    with pytest.raises(ValueError, match=r"\[seeds, sentences, 3\]"):
+        seed_and_sentence_interval(ours[..., :2], theirs[..., :2])
+
+
+def test_every_sentence_and_seed_can_be_drawn():
+    """One sentence holds the only entity: resamples with and without it both occur (sentence 0 is drawn too)."""
+    from dwatt.experiments.stats import _bootstrap_deltas
+
+    counts = np.zeros((2, 3, 3), dtype=np.int64)
+    counts[:, 0] = (1, 1, 1)  # sentence 0: found; sentences 1-2: nothing
+    counts[:, 1:, 2] = 1  # sentences 1-2 have a gold entity no method finds
+    reference = counts.copy()
+    reference[:, 0] = (0, 1, 1)
+    deltas, point = _bootstrap_deltas(counts, reference, 200, 0)
+    assert point == pytest.approx(0.5)  # F1 2 x 1 / (1 + 3) against 0
+    assert (deltas == 0).any() and (deltas > 0).any()  # resamples without sentence 0, and with it
+
+
+def test_sentence_counts_and_the_word_level_interval():
+    from dwatt.experiments.stats import entity_type_of, paired_bootstrap_interval, sentence_entity_counts
+
+    counts = sentence_entity_counts(
+        [["B-PER", "I-PER", "O", "B-LOC"], ["O"]], [["B-PER", "I-PER", "O", "B-ORG"], ["O"]]
+    )
+    assert counts.dtype == np.int64 and counts.tolist() == [[1, 2, 2], [0, 0, 0]]
+    with pytest.raises(ValueError):
+        sentence_entity_counts([["O"]], [["O"], ["O"]])  # unpaired sentences are refused, not cut short
+    assert [entity_type_of(tag) for tag in ("B-geo-loc", "I-PER", "O")] == ["geo-loc", "PER", "O"]
+
+    rng = np.random.default_rng(2)
+    ours = np.stack([rng.integers(0, 2, 60), np.ones(60, dtype=np.int64), np.ones(60, dtype=np.int64)], -1)
+    theirs = np.stack([np.zeros(60, dtype=np.int64), np.ones(60, dtype=np.int64), np.ones(60, dtype=np.int64)], -1)
+    low, high = paired_bootstrap_interval(ours, theirs)
+    assert (low, high) == paired_bootstrap_interval(ours, theirs, samples=1000, seed=0)
+    picks = np.random.default_rng(0).integers(0, 60, size=(1000, 60))
+    from dwatt.experiments.stats import f1_from_counts
+
+    deltas = f1_from_counts(ours[picks].sum(axis=1)) - f1_from_counts(theirs[picks].sum(axis=1))
+    assert (low, high) == pytest.approx(tuple(np.percentile(deltas, [2.5, 97.5])), rel=1e-12)
+    assert paired_bootstrap_interval(ours, theirs, level=0.5) != (low, high)
+
+
+def test_ranks_and_their_disagreements():
+    from dwatt.experiments.stats import descending_ranks, rank_disagreements, spearman
+
+    ranks = descending_ranks([0.2, 0.9, 0.2, 0.5])
+    assert ranks.dtype == np.int64 and ranks.tolist() == [3, 1, 4, 2]  # ties in order of position
+    assert descending_ranks([3, 1, 2]).tolist() == [1, 3, 2]  # integers are ranked as numbers
+    mass, drop = [0.5, 0.3, 0.1, 0.05, 0.05, 0.0], [0.0, 0.1, 0.2, 0.3, 0.5, 0.4]
+    flags = rank_disagreements(mass, drop)  # 6 layers: a gap of 2 ranks counts
+    assert flags == ["high mass, small effect", "high mass, small effect", "", "", "low mass, large effect",
+                     "low mass, large effect"]  # fmt: skip
+    assert rank_disagreements([0.3, 0.2, 0.1], [0.2, 0.3, 0.1]) == ["", "", ""]  # 1 rank apart: agree
+    assert rank_disagreements([0.3, 0.2, 0.1], [0.1, 0.2, 0.3], min_gap=3) == ["", "", ""]
+    assert rank_disagreements(list(range(9)), list(range(9))[::-1])[0] == "low mass, large effect"  # gap 3 at 9
+    with pytest.raises(ValueError):
+        rank_disagreements([0.1, 0.2], [0.1, 0.2, 0.3])
+    assert spearman([1, 2, 3], [2, 4, 9]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert np.isnan(spearman([1, 1, 1], [1, 2, 3])) and np.isnan(spearman([1, 2, 3], [2, 2, 2]))
+
+
+def test_mean_and_spread():
+    from dwatt.experiments.stats import mean_std
+
+    assert mean_std([1.0, 2.0, 4.0]) == pytest.approx((7 / 3, np.std([1.0, 2.0, 4.0], ddof=1)))
+    assert mean_std([0.3]) == (0.3, 0.0)
+
+
+def test_rank_ties_keep_their_order_however_many_and_the_gap_scales_with_depth():
+    from dwatt.experiments.stats import descending_ranks, rank_disagreements
+
+    assert descending_ranks([0.5] * 50).tolist() == list(range(1, 51))  # a stable sort at any length
+    mass = [0.3, 0.2, 0.15, 0.1, 0.08, 0.06, 0.04, 0.03, 0.02, 0.01, 0.005, 0.0]
+    drop = [mass[3], *mass[:3], *mass[4:]]  # layer 0 falls from rank 1 to rank 4: a gap of 3
+    assert rank_disagreements(mass, drop)[0] == ""  # 12 layers: a disagreement needs a gap of 4

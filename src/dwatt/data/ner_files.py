@@ -1,5 +1,11 @@
 """NER files: CoNLL / `token<TAB>tag` columns and JSON lines, read into datasets; the CoNLL
-prediction writer beside its reader."""
+prediction writer beside its reader.
+
+Not `datasets`' packaged `conll` builder (datasets 5.2): it needs the column names up front (4 for CoNLL-2003, 2
+for token<TAB>tag), pads or cuts a line with another column count silently, and neither converts IOB1 to IOB2
+nor checks a tag, so a malformed file trains on wrong labels without a word; this reader names the file and
+line of each of those.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""The model card of a run folder, rendered from the template shipped with the package."""
+"""The model card of a run folder, rendered from the template shipped with the package.
+
+Not the Trainer's `create_model_card` (what `trainer.push_to_hub` writes): that card knows the Trainer's
+hyper-parameters and last metrics, not the fusion, the data split, the backbone's limits or which file each
+number comes from; `run_ner` turns the Trainer's own push off and pushes this card with the run's files.
+"""
 
 from __future__ import annotations
 

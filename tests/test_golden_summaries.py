@@ -47,3 +47,19 @@ def test_a_committed_summary_is_what_its_runs_render(name, tmp_path, monkeypatch
     write_summary(copy, load_sweep_config(f"configs/sweeps/{name}.yaml"))
     for file in RENDERED:
         assert (copy / file).read_text() == (committed / file).read_text(), f"{name}/{file} is not what its runs render"
+
+
+TINY_SWEEP = Path(__file__).with_name("fixtures") / "tiny_sweep"
+
+
+def test_a_slice_of_the_tuned_sweep_renders_as_committed(tmp_path, monkeypatch):
+    """The fast golden test (no `slow` mark, so `make test-fast` and the mutation runs have it): a slice of
+    wnut16-tuned's runs (frozen, K = 100, three methods) renders to the committed expected files."""
+    copy = tmp_path / "tiny-sweep"
+    copy.mkdir()
+    for file in (RUNS_FILE, COUNTS_FILE):
+        shutil.copy(TINY_SWEEP / file, copy / file)
+    monkeypatch.chdir(ROOT)
+    write_summary(copy, load_sweep_config("tests/fixtures/tiny_sweep/config.yaml"))
+    for file in RENDERED:
+        assert (copy / file).read_text() == (TINY_SWEEP / "expected" / file).read_text(), file

@@ -5,6 +5,7 @@ tests that exercise it (`make mutation`; not part of `make test`).
     .venv/bin/python tests/mutation/run_mutmut.py                      # every module in MODULES
     .venv/bin/python tests/mutation/run_mutmut.py --only stats,tags    # some (by the file name's stem)
     .venv/bin/python tests/mutation/run_mutmut.py --children 2 --report build/mutation/report.md
+    .venv/bin/python tests/mutation/run_mutmut.py --root /tmp/before   # another checkout's code and tests
 
 Why mutmut (3.x) rather than cosmic-ray: mutmut forks each mutant's test run from a process that has already
 imported torch and transformers and run the tests once, and runs only the tests that reached the mutated
@@ -95,14 +96,16 @@ class ModuleScore:
         return 100.0 * self.killed / judged if judged else 100.0
 
 
-def prepare(module: str, tests: list[str]) -> Path:
-    """A fresh copy of the repository whose pyproject.toml tells mutmut what to mutate and which tests to run."""
-    folder = WORK / Path(module).stem
+def prepare(module: str, tests: list[str], root: Path) -> Path:
+    """A fresh copy of the checkout at `root` whose pyproject.toml tells mutmut what to mutate and which of its
+    tests to run (test files that checkout lacks are left out)."""
+    folder = WORK / (Path(module).stem + ("" if root == ROOT else "-" + root.name))
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
+    tests = [test for test in tests if (root / test).is_file()]
     for name in COPIED:
-        source = ROOT / name
+        source = root / name
         if source.is_dir():
             shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         elif source.is_file():
@@ -116,7 +119,7 @@ def prepare(module: str, tests: list[str]) -> Path:
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q", "-x"],
     }
     lines = ["[tool.mutmut]"] + [f"{key} = {_toml(value)}" for key, value in settings.items()]
-    pytest_settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    pytest_settings = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     lines += ["", "[tool.pytest.ini_options]"] + [f"{key} = {_toml(value)}" for key, value in pytest_settings.items()]
     (folder / "pyproject.toml").write_text("\n".join(lines) + "\n")
     return folder
@@ -128,8 +131,8 @@ def _toml(value) -> str:
     return "'" + str(value).replace("'", "''") + "'" if "\\" in str(value) else '"' + str(value) + '"'
 
 
-def run_module(module: str, tests: list[str], children: int) -> ModuleScore:
-    folder = prepare(module, tests)
+def run_module(module: str, tests: list[str], children: int, root: Path = ROOT) -> ModuleScore:
+    folder = prepare(module, tests, root)
     started = time.perf_counter()
     mutmut = Path(sys.executable).with_name("mutmut")
     env_note = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -188,12 +191,13 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated module stems (e.g. stats,tags)")
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once")
     parser.add_argument("--report", default=str(WORK / "report.md"))
+    parser.add_argument("--root", default=str(ROOT), help="the checkout whose code and tests to use (default: this)")
     args = parser.parse_args()
     wanted = set(args.only.split(",")) if args.only else None
     scores = []
     for module, tests in MODULES.items():
         if wanted is None or Path(module).stem in wanted:
-            scores.append(run_module(module, tests, args.children))
+            scores.append(run_module(module, tests, args.children, Path(args.root).resolve()))
             print(report(scores[-1:]).splitlines()[-1], flush=True)
     text = report(scores)
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)

@@ -119,3 +119,17 @@ def test_a_run_saves_a_tokenizer_that_keeps_the_space_marker(modern_backbone, tm
     assert words_tokenize_as_in_text(saved), kind
     if kind == "byte-level-bpe":
         assert json.loads((tmp_path / "run" / "tokenizer_config.json").read_text())["add_prefix_space"] is True
+
+
+def test_a_generic_fast_byte_level_tokenizer_gets_the_prefix_space_on_its_pre_tokenizer(tmp_path):
+    """ModernBERT saves a plain PreTrainedTokenizerFast, which ignores `add_prefix_space=True` as an argument:
+    the flag is set on the byte-level pre-tokenizer itself, and a save keeps it."""
+    from real_format_tokenizers import build_family
+
+    folder = build_family("modernbert", tmp_path / "modernbert")
+    assert not words_tokenize_as_in_text(AutoTokenizer.from_pretrained(folder))
+    assert not words_tokenize_as_in_text(AutoTokenizer.from_pretrained(folder, add_prefix_space=True))
+    tokenizer = load_word_tokenizer(str(folder))
+    assert words_tokenize_as_in_text(tokenizer)
+    tokenizer.save_pretrained(tmp_path / "saved")
+    assert words_tokenize_as_in_text(AutoTokenizer.from_pretrained(tmp_path / "saved"))

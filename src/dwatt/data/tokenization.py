@@ -220,6 +220,10 @@ def load_word_tokenizer(name_or_path: str, **hub_kwargs) -> Any:
         return tokenizer
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, add_prefix_space=True, **hub_kwargs)
     if not words_tokenize_as_in_text(tokenizer):
+        # A generic fast tokenizer (ModernBERT's PreTrainedTokenizerFast) ignores add_prefix_space: set it on
+        # the byte-level pre-tokenizer itself, which saving keeps (tokenizer.json).
+        _add_prefix_space_to_byte_level(tokenizer)
+    if not words_tokenize_as_in_text(tokenizer):
         alone, in_text = _probe(tokenizer)
         raise ValueError(
             f"{name_or_path}: its tokenizer splits a word given alone ({alone}) otherwise than in a text ({in_text}), "
@@ -228,6 +232,28 @@ def load_word_tokenizer(name_or_path: str, **hub_kwargs) -> Any:
         )
     logger.info("%s: byte-level BPE tokenizer loaded with add_prefix_space=True for pre-split words", name_or_path)
     return tokenizer
+
+
+def _add_prefix_space_to_byte_level(tokenizer) -> None:
+    """Turn on `add_prefix_space` in the backend's byte-level pre-tokenizer (alone or in a sequence)."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    state = json.loads(tokenizer.backend_tokenizer.to_str())
+
+    def turn_on(node):
+        if isinstance(node, dict):
+            if node.get("type") == "ByteLevel" and "add_prefix_space" in node:
+                node["add_prefix_space"] = True
+            for value in node.values():
+                turn_on(value)
+        elif isinstance(node, list):
+            for value in node:
+                turn_on(value)
+
+    turn_on(state.get("pre_tokenizer"))
+    tokenizer.backend_tokenizer.pre_tokenizer = Tokenizer.from_str(json.dumps(state)).pre_tokenizer
 
 
 _PROBE_WORDS = ["Obama", "went", "to", "Paris"]

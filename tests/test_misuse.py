@@ -415,3 +415,15 @@ def test_a_run_on_an_installed_asset_is_recorded_by_its_hub_id(tmp_path, monkeyp
     (ALL_MPNET_BASE_V2.folder / INSTALL_RECORD).write_text("{}")
     assert describe_model_source(resolve_model_path("asset:all-mpnet-base-v2")) == ALL_MPNET_BASE_V2.hub_id
     assert describe_model_source(str(tmp_path)) is None  # any other local folder: no Hub id to give
+
+
+def test_from_backbone_with_id2label_saves_label2id_as_transformers_run_ner_reads_it(tiny_bert_dir, tmp_path):
+    """Issue 33: `from_backbone(..., id2label=...)` saved `label2id: null`, and transformers' run_ner died on
+    `model.config.label2id.keys()`; the README's quickstart teaches that very call."""
+    labels = ["O", "B-PER", "I-PER"]
+    DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), num_labels=3, id2label=dict(enumerate(labels))
+                                              ).save_pretrained(tmp_path)  # fmt: skip
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["label2id"] == {label: index for index, label in enumerate(labels)}
+    reloaded = DWAttForTokenClassification.from_pretrained(tmp_path)
+    assert sorted(reloaded.config.label2id.keys()) == sorted(labels)  # what run_ner compares with its labels

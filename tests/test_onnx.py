@@ -1,0 +1,98 @@
+"""The whole model as one ONNX file: onnxruntime gives the PyTorch logits (and fusion weights) for every fusion at
+any batch and length, the file runs in a process with onnxruntime and numpy alone, and int8 stays close."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from dwatt import DWAttForSequenceClassification, DWAttForTokenClassification
+from dwatt.configuration_dwatt import FUSIONS
+from dwatt.export import export_onnx, quantize_int8
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def tiny(head, tiny_bert_dir, fusion):
+    torch.manual_seed(0)
+    model = head.from_backbone(str(tiny_bert_dir), fusion=fusion, num_labels=5,
+                               id2label={i: f"L{i}" for i in range(5)})  # fmt: skip
+    with torch.no_grad():  # a head and fusion away from their initial values
+        for parameter in model.parameters():
+            parameter.add_(0.02 * torch.randn_like(parameter))
+    return model.eval()
+
+
+def feeds(tokenizer, texts):
+    encoded = tokenizer(texts, padding=True, return_tensors="np")
+    return {name: value.astype(np.int64) for name, value in encoded.items()}
+
+
+TEXTS = ["Ada Lovelace lived in London with Charles Babbage", "hello", "Paris is in France"]
+
+
+@pytest.mark.parametrize("fusion", [pytest.param(f, marks=() if f == "dwatt" else pytest.mark.slow) for f in FUSIONS])
+def test_onnx_runtime_gives_the_pytorch_logits_of_every_fusion(fusion, tiny_bert_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    model = tiny(DWAttForTokenClassification, tiny_bert_dir, fusion)
+    weights = fusion in ("dwatt", "scalar_mix", "mean")
+    exported = export_onnx(model, tokenizer, tmp_path / "model.onnx", fusion_weights=weights)
+    session = ort.InferenceSession(str(exported.path))
+    for texts in (TEXTS, TEXTS[:1], ["a b c d e f g h i j k l m n o p q r s t u v w x y z " * 3]):  # any batch, length
+        inputs = feeds(tokenizer, texts)
+        got = session.run(None, inputs)
+        with torch.no_grad():
+            expected = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}, output_fusion_weights=weights)
+        np.testing.assert_allclose(got[0], expected.logits.numpy(), rtol=0, atol=1e-4)
+        if weights:
+            np.testing.assert_allclose(got[1], expected.fusion_weights.numpy(), rtol=0, atol=1e-5)
+    metadata = session.get_modelmeta().custom_metadata_map
+    assert json.loads(metadata["id2label"]) == {str(i): f"L{i}" for i in range(5)} and metadata["fusion"] == fusion
+
+
+def test_a_sentence_classifier_exports_too(tiny_bert_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    model = tiny(DWAttForSequenceClassification, tiny_bert_dir, "dwatt")
+    session = ort.InferenceSession(str(export_onnx(model, tokenizer, tmp_path / "cls.onnx").path))
+    inputs = feeds(tokenizer, TEXTS)
+    with torch.no_grad():
+        expected = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits.numpy()
+    np.testing.assert_allclose(session.run(None, inputs)[0], expected, rtol=0, atol=1e-4)
+    assert session.get_modelmeta().custom_metadata_map["task"] == "text-classification"
+
+
+def test_the_file_runs_with_onnxruntime_and_numpy_alone_and_int8_stays_close(tiny_bert_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    model = tiny(DWAttForTokenClassification, tiny_bert_dir, "dwatt")
+    path = export_onnx(model, tokenizer, tmp_path / "model.onnx").path
+    inputs = feeds(tokenizer, TEXTS)
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    script = (
+        "import sys; sys.modules['torch'] = None; sys.modules['dwatt'] = None; sys.modules['transformers'] = None\n"
+        "import json, numpy as np, onnxruntime as ort\n"
+        f"session = ort.InferenceSession({str(path)!r})\n"
+        f"inputs = dict(np.load({str(tmp_path / 'inputs.npz')!r}))\n"
+        "logits = session.run(None, inputs)[0]\n"
+        "labels = json.loads(session.get_modelmeta().custom_metadata_map['id2label'])\n"
+        "print(json.dumps([[labels[str(i)] for i in row] for row in logits.argmax(-1)]))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    with torch.no_grad():
+        expected = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits.argmax(-1)
+    assert json.loads(completed.stdout) == [[f"L{int(i)}" for i in row] for row in expected]
+
+    int8 = quantize_int8(path)
+    quantised = ort.InferenceSession(str(int8)).run(None, inputs)[0]
+    full = ort.InferenceSession(str(path)).run(None, inputs)[0]
+    assert np.abs(quantised - full).max() < 0.1 * np.abs(full).max()  # close, not equal: weights in int8
+    assert ort.InferenceSession(str(int8)).get_modelmeta().custom_metadata_map["fusion"] == "dwatt"

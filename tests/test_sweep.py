@@ -173,6 +173,23 @@ def test_the_rate_is_chosen_on_mean_dev_f1_of_the_tuning_seeds_and_test_never_en
     assert choose_rates(rows, best)[("full", "last", 8)].learning_rate == 1e-4  # (0.90 + 0.50) / 2 > 0.45
     tie = [dict(row, f1=0.5) for row in rows if row["split"] == "dev"]
     assert choose_rates(tie, config)[("full", "last", 8)].learning_rate == 1e-4  # ties: the rate listed first
+    from dwatt.experiments.sweep.selection import run_dev_scores
+
+    assert run_dev_scores(rows) == run_dev_scores(rows, "last") != run_dev_scores(rows, "best")  # last by default
+
+
+def test_each_cell_is_chosen_on_its_own_whatever_the_cells_before_it():
+    """A cell still waiting for tuning runs (or a regime with one rate) does not hold back the cells after it."""
+    config = parse_sweep_config({
+        "name": "x", "methods": ["last", "dwatt"], "ks": [8, 16], "seeds": 2, "selection": {"tuning_seeds": [0]},
+        "regimes": {"fixed": {"learning_rates": [5e-4]}, "full": {"learning_rates": [1e-4, 1e-3]}},
+    })  # fmt: skip
+    rows = [dev_row("full", rate, method, 16, 0, 4, 0.5) for rate in (1e-4, 1e-3) for method in ("last", "dwatt")]
+    rows += [dev_row("full", 1e-4, "dwatt", 8, 0, 4, 0.5)]  # dwatt at K = 8: one of its two rates in
+    choices = choose_rates(rows, config)
+    assert {cell for cell in choices if cell[0] == "fixed"} == {("fixed", m, k) for m in ("last", "dwatt")
+                                                                  for k in (8, 16)}  # fmt: skip
+    assert {cell for cell in choices if cell[0] == "full"} == {("full", "last", 16), ("full", "dwatt", 16)}
 
 
 def test_a_choice_at_an_end_of_a_three_rate_grid_is_flagged_in_the_summary():

@@ -64,6 +64,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "budget": ("dwatt.experiments.budget", "parameters each fusion adds to a backbone"),
     "bench-overhead": ("dwatt.commands.bench_overhead", "time, memory and FLOP overhead of each fusion"),
     "bench-cache": ("dwatt.commands.bench_frozen_cache", "speed of cached frozen-backbone features"),
+    "bench-onnx": ("dwatt.commands.bench_onnx", "PyTorch against ONNX Runtime fp32 and int8: test F1 and speed"),
 }
 
 

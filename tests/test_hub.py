@@ -153,7 +153,7 @@ def expected_files(run_dir: Path, figure: bool = True) -> list[str]:
     names = {
         "README.md", "config.json", "configuration_dwatt.py", "modeling_dwatt.py", "model.safetensors",
         "tokenizer.json", "tokenizer_config.json", "all_results.json", "train_results.json", "eval_results.json",
-        "predict_results.json", "trainer_state.json", "run_arguments.json",
+        "predict_results.json", "trainer_state.json", "run_arguments.json", "layer_map.py", "handler.py",
     }  # fmt: skip
     return sorted(names | ({"fusion_weights.png"} if figure else set()))
 
@@ -485,3 +485,35 @@ def test_the_record_and_card_of_a_run_on_the_users_own_files(tmp_path):
     assert "| few-shot K / sample seed | no (the whole training set) |" in text
     assert "| schedule / warm-up | linear / 5 steps |" in text and "None" not in text.split("## Training")[1][:2000]
     assert "| company |" not in text and "| geo-loc |" in text
+
+
+def test_the_pushed_layer_map_pipeline_and_endpoint_handler_run_without_dwatt(run_dir, tmp_path):
+    """`pipeline("layer-map", model=repo, trust_remote_code=True)` and the Inference Endpoints handler, in a process
+    where dwatt cannot be imported, on the push-ready folder as the Hub would serve it."""
+    export = export_push_ready(run_dir, tmp_path / "export", repo_id=REPO_ID, figure=False).folder
+    script = f"""
+import json, sys
+sys.modules["dwatt"] = None
+from transformers import pipeline
+layer_map = pipeline("layer-map", model={str(export)!r}, trust_remote_code=True)
+mapped = layer_map("alpha beta gamma")
+sys.path.insert(0, {str(export)!r})
+from handler import EndpointHandler
+handler = EndpointHandler({str(export)!r})
+served = handler({{"inputs": ["alpha", "beta", "gamma"], "parameters": {{"layer_weights": True}}}})
+plain = handler({{"inputs": "alpha beta"}})
+print(json.dumps({{"mapped": mapped, "served": served, "plain": plain}}))
+"""
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    mapped = result["mapped"]
+    assert mapped["layers"] == ["embeddings", "layer 1", "layer 2"]  # the tiny backbone: 2 layers
+    assert [word["word"] for word in mapped["words"]] == ["alpha", "beta", "gamma"]
+    for word in mapped["words"]:
+        assert len(word["weights"]) == 3 and sum(word["weights"]) == pytest.approx(1.0, abs=1e-4)
+    served = result["served"]
+    assert served["words"] == mapped["words"] and isinstance(served["entities"], list)
+    assert all({"entity_group", "word", "start", "end", "score"} <= set(entity) for entity in served["entities"])
+    assert "words" not in result["plain"]  # layer weights only when asked for

@@ -22,6 +22,7 @@ from .analysis_summary import LayerAnalysisSummary
 from .card import render_model_card
 from .figure import FIGURE_FILE, fusion_weight_figure
 from .record import RUN_ARGUMENTS_FILE
+from .serving import CUSTOM_PIPELINES, SERVING_FILES
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +190,7 @@ def export_push_ready(
     check_adapters_merged(sources)
     clear_previous_export(export_dir)
 
+    token_classifier = False
     for source in sources:
         target = export_dir / source.name
         if source.name in SCRUBBED_JSON:
@@ -196,10 +198,16 @@ def export_push_ready(
             if source.name == "config.json":
                 # Every Auto class must open the checkpoint, whichever head saved it (docs/HF_RULES.md, rule 2).
                 payload["auto_map"] = dict(DWATT_AUTO_MAP)
+                token_classifier = "DWAttForTokenClassification" in payload.get("architectures", [])
+                if token_classifier:
+                    payload["custom_pipelines"] = CUSTOM_PIPELINES  # the layer-map pipeline shipped below
             target.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
         else:
             shutil.copy2(source, target)
 
+    if token_classifier:  # the layer-map pipeline and the Inference Endpoints handler, for NER models
+        for serving_file in SERVING_FILES:
+            shutil.copy2(serving_file, export_dir / serving_file.name)
     summary = fusion_weight_figure(run_dir, export_dir, figure_sentences) if figure else None
     card_kwargs = {"repo_id": repo_id, "license": license, "base_model": base_model}
     if analysis_dir is not None:

@@ -59,6 +59,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("dwatt.commands.fewshot_sweep", "run or summarise a few-shot sweep from a config file"),
     "analyze": ("dwatt.commands.analyze_layers", "layer analysis of a trained NER checkpoint"),
     "push": ("dwatt.commands.push_to_hub", "push a run folder to the Hub with its model card (or --dry_run)"),
+    "tag": ("dwatt.commands.tag", "tag the words of a file of any size (resumable; PyTorch or ONNX)"),
     "export-onnx": ("dwatt.commands.export_onnx", "export a checkpoint to one ONNX file (and int8)"),
     "assets": ("dwatt.assets", "install or locate large assets (all-mpnet-base-v2)"),
     "budget": ("dwatt.experiments.budget", "parameters each fusion adds to a backbone"),

@@ -11,7 +11,16 @@ from transformers import AutoModel
 
 from dwatt.modeling_dwatt import DWAttForTokenClassification
 from dwatt.tasks.arguments import ModelArguments
-from dwatt.tasks.lora import ADAPTER_STATE_FILE, add_lora, has_lora, merge_lora
+from dwatt.tasks.lora import (
+    ADAPTER_STATE_FILE,
+    MergedLoraCheckpoints,
+    add_lora,
+    has_lora,
+    load_adapters,
+    lora_target_modules,
+    merge_lora,
+    write_merged_checkpoint,
+)
 from dwatt.tasks.ner import run_ner
 
 
@@ -119,3 +128,69 @@ def test_a_folder_with_unmerged_adapters_is_refused_by_loading_and_push(tiny_ber
         DWAttForTokenClassification.from_pretrained(tmp_path / "unmerged")
     with pytest.raises(ValueError, match="LoRA adapters that were never merged.*final folder"):
         export_push_ready(tmp_path / "unmerged", tmp_path / "export")
+
+
+def test_target_modules_are_parsed_or_defaulted_per_backbone_type():
+    assert lora_target_modules("bert", " query, value ,") == ["query", "value"]
+    assert lora_target_modules("bert", "key") == ["key"]
+    assert lora_target_modules("bert", None) == ["query", "value"]  # peft's default for the type
+    assert lora_target_modules("no-such-type", None) == "all-linear"
+    with pytest.raises(ValueError, match=r"--lora_target_modules ' , '; expected comma-separated module names"):
+        lora_target_modules("bert", " , ")
+
+
+def test_add_lora_adapts_the_named_modules_of_the_backbone_only(tiny_bert_dir):
+    model = DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), num_labels=3)
+    with pytest.raises(ValueError, match=r"--lora_r 0; expected a positive rank"):
+        add_lora(model, rank=0, alpha=1.0, dropout=0.0, target_modules=None)
+    backbone_config = model.config.backbone_config
+    hidden, layers = backbone_config.hidden_size, backbone_config.num_hidden_layers
+    # Rank 1 is allowed; query, key and value each get A (hidden x 1) and B (1 x hidden) in every layer.
+    assert add_lora(model, rank=1, alpha=1.0, dropout=0.0, target_modules="query,key,value") == layers * 3 * 2 * hidden
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    backbone_trainable = [name for name in trainable if name.startswith("dwatt.backbone.")]
+    assert backbone_trainable and all(".lora_" in name for name in backbone_trainable)
+    assert {name.split(".")[-4] for name in backbone_trainable} == {"query", "key", "value"}
+    assert len(trainable) > len(backbone_trainable)  # fusion and head train in full
+
+
+def test_adapters_resume_only_into_a_model_they_fit(tiny_bert_dir, tmp_path):
+    def lora_model(rank, targets):
+        torch.manual_seed(0)
+        model = DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), num_labels=3)
+        add_lora(model, rank=rank, alpha=8.0, dropout=0.0, target_modules=targets)
+        return model
+
+    assert load_adapters(lora_model(2, None), tmp_path) is False  # no adapter file: the Trainer loads the weights
+    saved = lora_model(2, "query,key,value")
+    for name, parameter in saved.named_parameters():
+        if "lora_B" in name:
+            parameter.data.normal_()
+    write_merged_checkpoint(saved, tmp_path)
+    resumed = lora_model(2, "query,key,value")
+    assert load_adapters(resumed, tmp_path) is True
+    for name, value in saved.state_dict().items():
+        if "lora_" in name:
+            torch.testing.assert_close(resumed.state_dict()[name], value, rtol=0, atol=0)
+    layers = saved.config.backbone_config.num_hidden_layers
+    with pytest.raises(ValueError, match=rf"{ADAPTER_STATE_FILE}: {2 * layers} adapter tensors do not fit .* such as "
+                                         r"dwatt\.backbone\..*\.key\.lora_A.*--lora_target_modules"):  # fmt: skip
+        load_adapters(lora_model(2, "query,value"), tmp_path)
+    hidden = saved.config.backbone_config.hidden_size
+    resized = rf"{6 * layers} adapter tensors have another shape .* \(2, {hidden}\) against \(4, {hidden}\)"
+    with pytest.raises(ValueError, match=rf"{ADAPTER_STATE_FILE}: {resized} \(another --lora_r\?\)"):
+        load_adapters(lora_model(4, "query,key,value"), tmp_path)
+
+
+def test_checkpoint_callback_rewrites_only_lora_models_on_the_main_process(tiny_bert_dir, tmp_path):
+    from types import SimpleNamespace
+
+    plain = DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), num_labels=3)
+    adapted = DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), num_labels=3)
+    add_lora(adapted, rank=2, alpha=4.0, dropout=0.0, target_modules=None)
+    args = SimpleNamespace(output_dir=str(tmp_path))
+    for main_process, model, written in [(True, plain, False), (False, adapted, False), (True, None, False),
+                                         (True, adapted, True)]:  # fmt: skip
+        state = SimpleNamespace(is_world_process_zero=main_process, global_step=3)
+        MergedLoraCheckpoints().on_save(args, state, None, model=model)
+        assert (tmp_path / "checkpoint-3" / ADAPTER_STATE_FILE).is_file() is written, (main_process, model)

@@ -6,6 +6,7 @@ tests that exercise it (`make mutation`; not part of `make test`).
     .venv/bin/python tests/mutation/run_mutmut.py --only stats,tags    # some (by the file name's stem)
     .venv/bin/python tests/mutation/run_mutmut.py --children 2 --report build/mutation/report.md
     .venv/bin/python tests/mutation/run_mutmut.py --root /tmp/before   # another checkout's code and tests
+    .venv/bin/python tests/mutation/run_mutmut.py --collect            # one report of the last run of each module
 
 Why mutmut (3.x) rather than cosmic-ray: mutmut forks each mutant's test run from a process that has already
 imported torch and transformers and run the tests once, and runs only the tests that reached the mutated
@@ -23,6 +24,7 @@ cannot change any result) with the reason and the mutated line, so a stale entry
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -30,7 +32,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import tomllib
@@ -73,6 +75,7 @@ MODULES: dict[str, list[str]] = {  # smallest first: a partial run still covers 
     ],
 }  # fmt: skip
 KILLED = {"killed", "timeout"}
+SCORE_FILE = "score.json"
 
 
 @dataclass
@@ -147,7 +150,20 @@ def run_module(module: str, tests: list[str], children: int, root: Path = ROOT) 
     statuses = {name: status for name, status in statuses.items() if name.startswith(prefix)}
     equivalent = check_equivalents(folder, module, statuses)
     (folder / "statuses.txt").write_text("".join(f"{name}: {status}\n" for name, status in sorted(statuses.items())))
-    return ModuleScore(module, Counter(statuses.values()), equivalent, seconds)
+    score = ModuleScore(module, Counter(statuses.values()), equivalent, seconds)
+    (folder / SCORE_FILE).write_text(json.dumps({**asdict(score), "counts": dict(score.counts)}) + "\n")
+    return score
+
+
+def collected_scores(root: Path = ROOT) -> list[ModuleScore]:
+    """The last score of each module run from `root` (several runner processes may share the modules out)."""
+    scores = []
+    for module in MODULES:
+        path = WORK / (Path(module).stem + ("" if root == ROOT else "-" + root.name)) / SCORE_FILE
+        if path.is_file():
+            fields = json.loads(path.read_text())
+            scores.append(ModuleScore(**{**fields, "counts": Counter(fields["counts"])}))
+    return scores
 
 
 def check_equivalents(folder: Path, module: str, statuses: dict[str, str]) -> int:
@@ -192,13 +208,17 @@ def main() -> None:
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once")
     parser.add_argument("--report", default=str(WORK / "report.md"))
     parser.add_argument("--root", default=str(ROOT), help="the checkout whose code and tests to use (default: this)")
+    parser.add_argument("--collect", action="store_true",
+                        help="run nothing: report the last score of every module run so far")  # fmt: skip
     args = parser.parse_args()
     wanted = set(args.only.split(",")) if args.only else None
     scores = []
     for module, tests in MODULES.items():
-        if wanted is None or Path(module).stem in wanted:
+        if not args.collect and (wanted is None or Path(module).stem in wanted):
             scores.append(run_module(module, tests, args.children, Path(args.root).resolve()))
             print(report(scores[-1:]).splitlines()[-1], flush=True)
+    if args.collect:
+        scores = collected_scores(Path(args.root).resolve())
     text = report(scores)
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(text)

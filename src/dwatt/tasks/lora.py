@@ -36,16 +36,16 @@ def lora_target_modules(backbone_model_type: str, requested: str | None) -> list
     return TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(backbone_model_type, FALLBACK_TARGET_MODULES)
 
 
-def add_lora(model: PreTrainedModel, rank: int, alpha: float, dropout: float, target_modules: str | None) -> None:
-    """Freeze the backbone and add trainable rank-`rank` adapters to its target modules, in place."""
+def add_lora(model: PreTrainedModel, rank: int, alpha: float, dropout: float, target_modules: str | None) -> int:
+    """Add trainable rank-`rank` adapters to the backbone's target modules, in place, with the backbone's own
+    weights frozen (peft leaves only the adapters of the module it injects into trainable); the fusion and the
+    head stay trainable. Returns the number of adapter parameters."""
     from peft import LoraConfig, inject_adapter_in_model
 
     if rank < 1:
         raise ValueError(f"--lora_r {rank}; expected a positive rank (or leave it unset: no LoRA)")
     backbone = model.base_model.backbone
     targets = lora_target_modules(backbone.config.model_type, target_modules)
-    for parameter in backbone.parameters():
-        parameter.requires_grad_(False)
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets)
     try:
         inject_adapter_in_model(config, backbone)
@@ -53,6 +53,7 @@ def add_lora(model: PreTrainedModel, rank: int, alpha: float, dropout: float, ta
         raise ValueError(f"--lora_target_modules: {error}") from None
     adapted = sum(p.numel() for name, p in backbone.named_parameters() if "lora_" in name and p.requires_grad)
     logger.info("LoRA rank %d on %s of the backbone: %d trainable adapter parameters", rank, targets, adapted)
+    return adapted
 
 
 def has_lora(model: PreTrainedModel) -> bool:
@@ -104,8 +105,15 @@ def load_adapters(model: PreTrainedModel, checkpoint: str | Path) -> bool:
     path = Path(checkpoint) / ADAPTER_STATE_FILE
     if not path.is_file():
         return False
-    result = model.load_state_dict(load_file(path), strict=False)
+    adapters = load_file(path)
+    current = model.state_dict()
+    resized = [name for name, tensor in adapters.items() if name in current and current[name].shape != tensor.shape]
+    if resized:
+        raise ValueError(f"{path}: {len(resized)} adapter tensors have another shape than this model's, such as "
+                         f"{resized[0]} {tuple(adapters[resized[0]].shape)} against "
+                         f"{tuple(current[resized[0]].shape)} (another --lora_r?)")  # fmt: skip
+    result = model.load_state_dict(adapters, strict=False)
     if result.unexpected_keys:
-        raise ValueError(f"{path}: adapters {result.unexpected_keys[:3]} do not fit this model's LoRA layers "
-                         "(another --lora_r or --lora_target_modules?)")  # fmt: skip
+        raise ValueError(f"{path}: {len(result.unexpected_keys)} adapter tensors do not fit this model's LoRA "
+                         f"layers, such as {result.unexpected_keys[0]} (another --lora_target_modules?)")  # fmt: skip
     return True

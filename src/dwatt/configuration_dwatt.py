@@ -253,7 +253,12 @@ class DWAttConfig(PretrainedConfig):
 
 
 # DWAttConfig.__init__'s own arguments (self and **kwargs excluded), for the misspelling check; read from
-# its code object: the hub file's import allow-list (tests/test_remote_surface.py) has no inspect.
-OWN_FIELDS = DWAttConfig.__init__.__code__.co_varnames[1 : DWAttConfig.__init__.__code__.co_argcount]
+# its code object: the hub file's import allow-list (tests/test_remote_surface.py) has no inspect. A decorator
+# that wraps __init__ (functools.wraps keeps the original as __wrapped__; mutmut's does) must not hide them.
+_init = DWAttConfig.__init__
+while hasattr(_init, "__wrapped__"):
+    _init = _init.__wrapped__
+OWN_FIELDS = _init.__code__.co_varnames[1 : _init.__code__.co_argcount]
+del _init
 
 __all__ = ["DWAttConfig"]

@@ -1,5 +1,6 @@
-"""docs/RESULTS.md's tuned comparison and the README's results at a glance quote the committed summary
-(`results/wnut16-tuned/summary.md`, rendered by `scripts/fewshot_sweep.py --summary_only`) exactly: every chosen
+"""docs/RESULTS.md's sweep comparisons (MiniLM: `results/wnut16-tuned/`, MPNet: `results/wnut16-mpnet/`) and the
+README's results at a glance quote the committed summaries (rendered by `scripts/fewshot_sweep.py --summary_only`)
+exactly: every chosen
 rate and grid-edge mark, every score, every paired difference with its bootstrap interval and its bold (survives
 Holm), and every interval quoted in prose. The numbers are copied by hand into prose-bearing tables; this is
 what keeps a copying slip, or a summary re-rendered after more runs came in, from leaving a stale number.
@@ -15,8 +16,8 @@ from dwatt.experiments.sweep.config import load_sweep_config
 from dwatt.experiments.sweep.runner import plan_slots
 
 ROOT = Path(__file__).resolve().parents[1]
-SUMMARY = ROOT / "results" / "wnut16-tuned" / "summary.md"
-CONFIG = ROOT / "configs" / "sweeps" / "wnut16-tuned.yaml"
+#: docs/RESULTS.md section -> the sweep whose summary it quotes.
+COMPARISONS = {"## The tuned comparison": "wnut16-tuned", "## The 12-layer comparison": "wnut16-mpnet"}
 RESULTS = ROOT / "docs" / "RESULTS.md"
 README = ROOT / "README.md"
 
@@ -68,50 +69,56 @@ def column_ks(header: list[str]) -> list[int | None]:
     return [int(m.group(1)) if (m := re.search(r"K ?= ?(\d+)", cell)) else None for cell in header]
 
 
+def summary_path(sweep: str) -> Path:
+    return ROOT / "results" / sweep / "summary.md"
+
+
 @cache
-def summary_regimes() -> dict[str, str]:
-    text = SUMMARY.read_text()
+def summary_regimes(sweep: str) -> dict[str, str]:
+    text = summary_path(sweep).read_text()
     names = re.findall(r"^## Regime `(\w+)`", text, re.M)
     return {name: section(text, f"## Regime `{name}`") for name in names}
 
 
-def summary_table(regime_text: str, caption_start: str) -> dict[str, dict[int, str]]:
+def summary_table(sweep: str, regime_text: str, caption_start: str) -> dict[str, dict[int, str]]:
     """{method: {K: cell}} of the regime's first table whose caption starts with `caption_start`."""
     for caption, rows in tables(regime_text):
         if caption.startswith(caption_start):
             ks = column_ks(rows[0])
             return {row[0]: {k: cell for k, cell in zip(ks, row) if k} for row in rows[1:]}
-    raise AssertionError(f"{SUMMARY}: no table captioned {caption_start!r}")
+    raise AssertionError(f"{summary_path(sweep)}: no table captioned {caption_start!r}")
 
 
-def docs_regime_sections() -> list[tuple[str, str, str]]:
-    """(subsection heading, summary regime, text) for each ### subsection of the tuned comparison."""
-    tuned = section(RESULTS.read_text(), "## The tuned comparison")
+def docs_regime_sections() -> list[tuple[str, str, str, str]]:
+    """(sweep, subsection heading, summary regime, text) for each ### subsection of each comparison."""
     found = []
-    for heading in re.findall(r"^### .*$", tuned, re.M):
-        text = section(tuned, heading)
-        regime = re.search(r"regime `(\w+)`", text)
-        assert regime, f'{RESULTS}: {heading!r} does not name its summary regime ("regime `name`")'
-        found.append((heading, regime.group(1), text))
+    for comparison, sweep in COMPARISONS.items():
+        body = section(RESULTS.read_text(), comparison)
+        for heading in re.findall(r"^### .*$", body, re.M):
+            text = section(body, heading)
+            regime = re.search(r"regime `(\w+)`", text)
+            assert regime, f'{RESULTS}: {heading!r} does not name its summary regime ("regime `name`")'
+            found.append((sweep, heading, regime.group(1), text))
     return found
 
 
-def test_each_docs_section_names_a_summary_regime_and_calls_it_complete_only_if_it_is():
-    regimes = summary_regimes()
-    sections = docs_regime_sections()
-    assert sections, f"{RESULTS}: no regime subsection under 'The tuned comparison'"
-    for heading, regime, _ in sections:
-        assert regime in regimes, f"{RESULTS} {heading!r}: the summary has no regime {regime!r}"
+@pytest.mark.parametrize("comparison, sweep", COMPARISONS.items())
+def test_each_docs_section_names_a_summary_regime_and_calls_it_complete_only_if_it_is(comparison, sweep):
+    regimes = summary_regimes(sweep)
+    sections = [(heading, regime) for swept, heading, regime, _ in docs_regime_sections() if swept == sweep]
+    assert sections, f"{RESULTS}: no regime subsection under {comparison!r}"
+    for heading, regime in sections:
+        assert regime in regimes, f"{RESULTS} {heading!r}: {summary_path(sweep)} has no regime {regime!r}"
         runs_line = re.search(r"^Runs: .*$", regimes[regime], re.M)[0]
         if "complete" in heading:
             assert "(complete)" in runs_line, f"{RESULTS} {heading!r}: the summary says {runs_line!r}"
 
 
-@pytest.mark.parametrize("heading, regime, text", docs_regime_sections(), ids=lambda v: str(v)[:24])
-def test_score_table_quotes_the_chosen_rates_and_scores(heading, regime, text):
-    summary = summary_regimes()[regime]
-    rates = summary_table(summary, "Chosen learning rate")
-    scores = summary_table(summary, "Test F1 at the last eval point")
+@pytest.mark.parametrize("sweep, heading, regime, text", docs_regime_sections(), ids=lambda v: str(v)[:24])
+def test_score_table_quotes_the_chosen_rates_and_scores(sweep, heading, regime, text):
+    summary = summary_regimes(sweep)[regime]
+    rates = summary_table(sweep, summary, "Chosen learning rate")
+    scores = summary_table(sweep, summary, "Test F1 at the last eval point")
     (_, rows), *_ = [(c, r) for c, r in tables(text) if r[0][0] == "method"]
     header, checked = rows[0], 0
     for row in rows[1:]:
@@ -131,14 +138,14 @@ def test_score_table_quotes_the_chosen_rates_and_scores(heading, regime, text):
     assert checked >= 4
 
 
-@pytest.mark.parametrize("heading, regime, text", docs_regime_sections(), ids=lambda v: str(v)[:24])
-def test_difference_table_quotes_mean_bootstrap_interval_and_holm_bold(heading, regime, text):
-    summary = summary_regimes()[regime]
+@pytest.mark.parametrize("sweep, heading, regime, text", docs_regime_sections(), ids=lambda v: str(v)[:24])
+def test_difference_table_quotes_mean_bootstrap_interval_and_holm_bold(sweep, heading, regime, text):
+    summary = summary_regimes(sweep)[regime]
     (_, rows), *_ = [(c, r) for c, r in tables(text) if r[0][0] == "difference"]
     header, checked = rows[0], 0
     for row in rows[1:]:
         minuend, subtrahend = (method_key(name) for name in row[0].split(" − "))
-        against = summary_table(summary, f"vs `{subtrahend}`, last eval point")
+        against = summary_table(sweep, summary, f"vs `{subtrahend}`, last eval point")
         for cell, k in zip(row, column_ks(header)):
             if k is None:
                 continue
@@ -158,40 +165,46 @@ def quoted_intervals(text: str) -> set[tuple[str, str, str]]:
 
 
 @cache
-def summary_intervals() -> frozenset[tuple[str, str, str]]:
-    """(mean, low, high) of every t-interval and bootstrap interval in the summary."""
+def summary_intervals(*sweeps: str) -> frozenset[tuple[str, str, str]]:
+    """(mean, low, high) of every t-interval and bootstrap interval in the sweeps' summaries."""
     found = set()
-    for m in SUMMARY_DIFFERENCE.finditer(SUMMARY.read_text()):
+    for m in SUMMARY_DIFFERENCE.finditer("".join(summary_path(sweep).read_text() for sweep in sweeps)):
         found |= {(m[1], m[2], m[3]), (m[1], m[4], m[5])}
     return frozenset(found)
 
 
-def test_every_interval_quoted_in_prose_is_one_the_summary_gives():
-    tuned = section(RESULTS.read_text(), "## The tuned comparison")
-    glance = section(README.read_text(), "## Results at a glance")
-    for where, text in ((RESULTS, tuned), (README, glance)):
+@pytest.mark.parametrize("comparison, sweep", COMPARISONS.items())
+def test_every_interval_quoted_in_a_comparison_is_one_its_summary_gives(comparison, sweep):
+    """A comparison quotes its own summary and, to set results side by side, those of the comparisons before it
+    (the 12-layer section quotes MiniLM's); the README quotes any."""
+    earlier = tuple(COMPARISONS.values())[: list(COMPARISONS).index(comparison) + 1]
+    for where, text, sweeps in (
+        (RESULTS, section(RESULTS.read_text(), comparison), earlier),
+        (README, section(README.read_text(), "## Results at a glance"), tuple(COMPARISONS.values())),
+    ):
         quoted = quoted_intervals(text)
         assert quoted, f"{where}: no interval quoted"
-        stray = quoted - summary_intervals()
-        assert not stray, f"{where}: intervals not in {SUMMARY.name}: {sorted(stray)}"
+        stray = quoted - summary_intervals(*sweeps)
+        assert not stray, f"{where}: intervals not in {[summary_path(s).parent.name for s in sweeps]}: {sorted(stray)}"
 
 
-def test_the_status_line_counts_the_runs_and_run_time_the_summary_has():
+@pytest.mark.parametrize("comparison, sweep", COMPARISONS.items())
+def test_the_status_line_counts_the_runs_and_run_time_the_summary_has(comparison, sweep):
     """While the sweep runs: "**Status: running** — N of the M" with N the summary's runs and M the config's plan.
     Once it is complete: "**Complete:** all M runs ..., T h of run time", T the summary's total."""
-    text, summary = RESULTS.read_text(), SUMMARY.read_text()
+    text, summary = section(RESULTS.read_text(), comparison), summary_path(sweep).read_text()
     done = sum(int(runs) for runs in re.findall(r"^Runs: (\d+) of the \d+ ", summary, re.M))
-    planned = len(plan_slots(load_sweep_config(CONFIG)))
+    planned = len(plan_slots(load_sweep_config(ROOT / "configs" / "sweeps" / f"{sweep}.yaml")))
     running = re.search(r"\*\*Status: running\*\* — (\d+) of the (\d+)", text)
     if running:
-        assert int(running[1]) == done, f"{RESULTS}: status says {running[0]}, {SUMMARY.name} has {done}"
-        assert int(running[2]) == planned, f"{RESULTS}: status says {running[0]}, {CONFIG.name} plans {planned}"
+        assert int(running[1]) == done, f"{RESULTS}: status says {running[0]}, {sweep} summary has {done}"
+        assert int(running[2]) == planned, f"{RESULTS}: status says {running[0]}, {sweep}.yaml plans {planned}"
         return
     complete = re.search(r"\*\*Complete:\*\* all (\d+) runs .*?(\d+\.\d) h of run time", text, re.S)
     assert complete, f'{RESULTS}: neither "**Status: running** — N of the M" nor "**Complete:** all M runs"'
     assert int(complete[1]) == done == planned, f"{RESULTS}: {complete[0]!r}; summary {done}, plan {planned}"
     total = re.search(r"finished runs \((\d+\.\d) h of run time", summary)
-    assert complete[2] == total[1], f"{RESULTS}: {complete[2]} h of run time, {SUMMARY.name} {total[1]} h"
+    assert complete[2] == total[1], f"{RESULTS}: {complete[2]} h of run time, {sweep} summary {total[1]} h"
 
 
 def test_the_checks_catch_a_copying_slip():
@@ -199,7 +212,7 @@ def test_the_checks_catch_a_copying_slip():
 
     The slipped interval is picked in a fixed order (a set's order varies with PYTHONHASHSEED) among those whose
     slip is not, by coincidence, another interval the summary gives."""
-    intervals = summary_intervals()
+    intervals = summary_intervals(*COMPARISONS.values())
     slips = [(mean, low, f"{float(high) + 0.1:+.1f}") for mean, low, high in sorted(intervals)]
     slipped = next(slip for slip in slips if slip not in intervals)
     prose = f"a {slipped[0]} [{slipped[1]}, {slipped[2]}] gap".replace("-", "−")

@@ -142,7 +142,10 @@ def run_module(module: str, tests: list[str], children: int, root: Path = ROOT) 
     completed = subprocess.run([str(mutmut), "run", "--max-children", str(children)], cwd=folder,
                                env={**os.environ, **env_note}, capture_output=True, text=True)  # fmt: skip
     seconds = time.perf_counter() - started
-    (folder / "mutmut-run.log").write_text(completed.stdout[-20000:] + completed.stderr[-20000:])
+    log = folder / "mutmut-run.log"
+    log.write_text(completed.stdout[-20000:] + completed.stderr[-20000:])
+    if completed.returncode:  # e.g. the tests fail on the unmutated code: no mutant is checked, none is killed
+        print(f"{module}: mutmut exited with {completed.returncode}; see {log}", file=sys.stderr, flush=True)
     results = subprocess.run([str(mutmut), "results", "--all", "true"], cwd=folder, capture_output=True, text=True,
                              env={**os.environ, **env_note})  # fmt: skip
     statuses = dict(re.findall(r"^\s*(\S+): (.+)$", results.stdout, re.M))
@@ -190,13 +193,14 @@ def report(scores: list[ModuleScore]) -> str:
     lines = [
         f"mutmut {mutmut.__version__}, `tests/mutation/run_mutmut.py`, {time.strftime('%Y-%m-%d')}",
         "",
-        "| module | mutants | killed | survived | no test reached | equivalent | score % | seconds |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| module | mutants | killed | survived | no test reached | not checked | equivalent | score % | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for score in scores:
         lines.append(
             f"| `{score.module.removeprefix('src/dwatt/')}` | {score.mutants} | {score.killed} | "
-            f"{score.counts['survived']} | {score.counts['no tests']} | {score.equivalent} | {score.score:.1f} | "
+            f"{score.counts['survived']} | {score.counts['no tests']} | {score.counts['not checked']} | "
+            f"{score.equivalent} | {score.score:.1f} | "
             f"{score.seconds:.0f} |"
         )
     return "\n".join(lines) + "\n"

@@ -51,7 +51,7 @@ def add_lora(model: PreTrainedModel, rank: int, alpha: float, dropout: float, ta
         inject_adapter_in_model(config, backbone)
     except ValueError as error:  # peft's message lists what it looked for
         raise ValueError(f"--lora_target_modules: {error}") from None
-    adapted = sum(p.numel() for name, p in backbone.named_parameters() if "lora_" in name and p.requires_grad)
+    adapted = sum(p.numel() for name, p in backbone.named_parameters() if "lora_" in name)
     logger.info("LoRA rank %d on %s of the backbone: %d trainable adapter parameters", rank, targets, adapted)
     return adapted
 

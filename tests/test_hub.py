@@ -135,7 +135,7 @@ def make_run(folder: Path, fusion: str = "dwatt", record_arguments: bool = True)
         data_args = NerDataArguments(dataset_name="wnut16-bundled", few_shot_k=40, few_shot_seed=0)
         training_args = TrainingArguments(
             output_dir=str(folder), learning_rate=1e-4, max_steps=30, warmup_steps=3, per_device_train_batch_size=8,
-            seed=0, use_cpu=True, report_to="none",
+            seed=0, use_cpu=True, report_to="none", optim="adamw_torch",
         )  # fmt: skip
         save_run_arguments(folder, model_args, data_args, training_args)
     return tokenizer_files

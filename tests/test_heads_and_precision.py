@@ -134,3 +134,29 @@ def test_bf16_matches_float32_with_the_fusion_softmax_in_float32(fusion, monkeyp
     if fusion in ("dwatt", "scalar_mix"):
         assert softmax_dtypes and all(dtype == torch.float32 for _, dtype in softmax_dtypes), softmax_dtypes
         torch.testing.assert_close(got.fusion_weights.float(), expected.fusion_weights, rtol=0, atol=2e-2)
+
+
+@pytest.mark.parametrize("half", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_loading_in_half_precision_keeps_the_fusion_in_float32(fusion, half, tmp_path):
+    """from_pretrained(dtype=bf16 or fp16): the backbone and head in half, the fusion's parameters in float32
+    (`_keep_in_fp32_modules_strict`); it reads the states in float32 and the logits come out in half, close to
+    the float32 model's. The fusion weights of a float32 fusion match the float32 model's more closely than the
+    bf16 bound of the all-half test above."""
+    reference = model_of(DWAttForTokenClassification, fusion, dtype=torch.float32)
+    reference.save_pretrained(tmp_path)
+    loaded = DWAttForTokenClassification.from_pretrained(tmp_path, dtype=half).eval()
+    fusion_dtypes = {p.dtype for p in loaded.dwatt.fusion.parameters()} if loaded.dwatt.fusion is not None else set()
+    assert fusion_dtypes <= {torch.float32} and (fusion_dtypes or fusion in ("last", "mean", "deeper"))
+    assert {p.dtype for p in loaded.dwatt.backbone.parameters()} == {half}
+    assert loaded.classifier.weight.dtype == half
+    inputs = {"input_ids": torch.randint(4, VOCAB, (2, 7), generator=torch.Generator().manual_seed(3))}
+    with torch.no_grad():
+        expected = reference(**inputs, output_fusion_weights=True)
+        got = loaded(**inputs, output_fusion_weights=True)
+    assert got.logits.dtype == half
+    scale = expected.logits.abs().max().item()
+    torch.testing.assert_close(got.logits.float(), expected.logits, rtol=0, atol=0.05 * scale)
+    if fusion_dtypes and expected.fusion_weights is not None:  # `mean` has no parameters to keep
+        assert got.fusion_weights.dtype == torch.float32
+        torch.testing.assert_close(got.fusion_weights, expected.fusion_weights, rtol=0, atol=1e-2)

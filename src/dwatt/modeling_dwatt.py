@@ -511,6 +511,10 @@ class DWAttPreTrainedModel(PreTrainedModel):
     # Every class a model of this family may hold; each instance narrows it to what it holds (plus its
     # backbone's layers), since FSDP's transformer auto-wrap refuses a named class the model lacks.
     _no_split_modules = ["DWAttDepthAttention", "DWAttConcatFusion", "DWAttDeeperLayer"]
+    # Loaded with dtype=float16 or bfloat16, the fusion stays in float32 (its softmax over layers, its norms and
+    # the small layer weights lose precision in half); it reads the backbone's states in float32 and hands the
+    # fused states back in the backbone's dtype. Costs the fusion's parameters and activations in float32.
+    _keep_in_fp32_modules_strict = ["fusion"]
 
     def _held_no_split_modules(self) -> list[str]:
         """The backbone's `_no_split_modules` (its layers) and the fusion blocks this model holds."""
@@ -877,7 +881,12 @@ class DWAttModel(DWAttPreTrainedModel):
         hidden, weights = hidden_states[-1], None
         if self.fusion is not None:
             extra = {"value_cache": value_cache} if isinstance(self.fusion, DWAttDepthAttention) else {}
-            hidden, weights = self.fusion(tuple(hidden_states), layer_mask, **extra)
+            states, backbone_dtype = tuple(hidden_states), hidden_states[-1].dtype
+            fusion_dtype = next((p.dtype for p in self.fusion.parameters()), backbone_dtype)
+            if fusion_dtype != backbone_dtype:
+                states = tuple(state.to(fusion_dtype) for state in states)  # a float32 fusion on a half backbone
+            hidden, weights = self.fusion(states, layer_mask, **extra)
+            hidden = hidden.to(backbone_dtype)
         if self.deeper is not None:
             attend = None if attention_mask is None else attention_mask.bool()[:, None, None, :].to(hidden.device)
             for layer in self.deeper:

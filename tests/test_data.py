@@ -327,6 +327,46 @@ def test_few_shot_bad_k(wnut: object) -> None:
         sample_few_shot(wnut["train"], 1695, seed=0)
     with pytest.raises(ValueError, match="positive"):
         sample_few_shot(wnut["train"], 0, seed=0)
+    assert len(sample_few_shot(wnut["train"], 1, seed=0)) == 1  # the edges are allowed: one sentence ...
+    assert sorted(sample_few_shot(wnut["train"], 1694, seed=0)["id"]) == sorted(wnut["train"]["id"])  # ... the pool
+
+
+def test_wnut16_split_of_a_users_file(tmp_path: Path) -> None:
+    """load_wnut16(path=...) splits that file (IOB2 required: an I- tag opening an entity names its line), and
+    sizes that leave no training tweet are refused with their sum."""
+    tweets = [f"w{i}\tB-person\nx\tO" for i in range(10)]
+    own = tmp_path / "own.txt"
+    own.write_text("\n\n".join(tweets) + "\n")
+    data = load_wnut16(path=own, test_size=3, validation_size=2)
+    assert {name: len(split) for name, split in data.items()} == {"train": 5, "validation": 2, "test": 3}
+    assert sorted(t[0] for split in data.values() for t in split["tokens"]) == sorted(f"w{i}" for i in range(10))
+    with pytest.raises(ValueError, match=r"test_size \+ validation_size = 10 leaves no training tweets out of 10"):
+        load_wnut16(path=own, test_size=6, validation_size=4)
+    assert len(load_wnut16(path=own, test_size=6, validation_size=3)["train"]) == 1
+    own.write_text("\n\n".join([*tweets, "y\tI-person"]) + "\n")
+    with pytest.raises(ValueError, match=r"own\.txt:31: 'I-person' starts a chunk"):
+        load_wnut16(path=own, test_size=3, validation_size=2)
+
+
+def test_pang_lee_reader_names_the_bad_line_and_skips_blank_ones(tmp_path: Path, monkeypatch) -> None:
+    import dwatt.data.corpora as corpora
+
+    polarity = tmp_path / "pang_lee_polarity.cor"
+    monkeypatch.setattr(corpora, "gensim_test_file", lambda name: polarity)
+    polarity.write_text("__label__pos good .\n\n__label__neg bad .\n", encoding="cp1252")
+    assert load_pang_lee_polarity()["text"] == ["good .", "bad ."]  # the blank line is skipped, not the end
+    for bad in ("__label__neu meh .", "label__pos good ."):
+        polarity.write_text(f"__label__pos good .\n\n{bad}\n", encoding="cp1252")
+        with pytest.raises(ValueError, match=rf"{polarity}:3: expected '__label__neg <text>' or '__label__pos <text>'"):
+            load_pang_lee_polarity()
+
+
+def test_the_classification_split_defaults_are_the_published_ones() -> None:
+    """run_classification's split: 50 test sentences, seed 42, stratified (its results were made so)."""
+    data = load_pang_lee_polarity()
+    split = split_train_test(data)
+    assert split["test"]["text"] == data.train_test_split(test_size=50, seed=42, stratify_by_column="label")["test"]["text"]
+    assert len(split_train_test(data, test_size=20)["test"]) == 20
 
 
 # --- tokenise and align ---------------------------------------------------------------------------

@@ -131,11 +131,31 @@ def test_make_ner_compute_metrics_for_trainer() -> None:
     eval_pred = EvalPrediction(predictions=(as_logits(pred), np.zeros(3)), label_ids=gold)
     assert compute_metrics(eval_pred) == pytest.approx(EXPECTED, abs=1e-12)
     assert compute_metrics((pred, gold))["f1"] == pytest.approx(6 / 11)
+    overall_only = make_ner_compute_metrics(LABELS, entity_level=False)((pred, gold))
+    assert overall_only == pytest.approx({name: EXPECTED[name] for name in ("precision", "recall", "f1", "accuracy")})
 
 
 def test_mismatched_batch_sizes_raise() -> None:
     with pytest.raises(ValueError, match="prediction rows"):
         compute_ner_metrics(np.zeros((2, 3), dtype=int), np.zeros((3, 3), dtype=int), LABELS)
+    # A prediction row one position shorter than its last labelled position.
+    with pytest.raises(ValueError, match="a prediction row is shorter than its labelled positions"):
+        compute_ner_metrics([np.array([0, 1])], [np.array([0, 1, 0])], LABELS)
+    assert compute_ner_metrics([np.array([0, 1])], [np.array([0, 1, -100])], LABELS)["accuracy"] == 1.0
+
+
+def test_nothing_labelled_scores_zero_and_undefined_scores_are_zero_without_warnings() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # seqeval's and sklearn's "ill-defined" warnings would fail here
+        assert compute_ner_metrics(np.zeros((2, 3), dtype=int), np.full((2, 3), -100), LABELS) == {
+            "precision": 0.0, "recall": 0.0, "f1": 0.0, "accuracy": 0.0,
+        }  # fmt: skip
+        # Predicted PER where gold has no entity: precision 0, recall undefined -> 0.
+        results = compute_ner_metrics(np.array([[ID["B-PER"], 0]]), np.array([[0, 0]]), LABELS)
+        assert results["recall"] == 0.0 and results["PER_recall"] == 0.0 and results["f1"] == 0.0
+        assert compute_classification_metrics((np.array([0, 0]), np.array([0, 1])))["macro_f1"] == pytest.approx(1 / 3)
 
 
 def test_classification_metrics() -> None:
@@ -150,6 +170,10 @@ def test_classification_metrics() -> None:
         "accuracy": 1.0,
         "macro_f1": 1.0,
     }
+    column = compute_classification_metrics((logits, labels.reshape(-1, 1)))  # labels as a [n, 1] column
+    assert column == pytest.approx({"accuracy": 0.75, "macro_f1": 11 / 15}, abs=1e-12)
+    with pytest.raises(ValueError, match="no examples to score"):
+        compute_classification_metrics((np.zeros((0, 2)), np.zeros(0, dtype=int)))
 
 
 def random_tags(rng, sentences: int, types=("PER", "LOC", "ORG")) -> list[list[str]]:

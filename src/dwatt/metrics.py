@@ -60,10 +60,10 @@ def align_predictions(
     for pred_row, gold_row in zip(predictions, label_ids, strict=True):
         pred_ids = _to_ids(pred_row)
         gold_ids = np.asarray(gold_row)
-        scored = gold_ids != IGNORE_INDEX
-        if scored.any() and int(np.flatnonzero(scored)[-1]) >= len(pred_ids):
+        scored = np.flatnonzero(gold_ids != IGNORE_INDEX)
+        if scored.size and int(scored[-1]) >= len(pred_ids):
             raise ValueError("a prediction row is shorter than its labelled positions")
-        pred_tags.append([label_list[int(i)] for i in pred_ids[: len(gold_ids)][scored]])
+        pred_tags.append([label_list[int(i)] for i in pred_ids[scored]])
         gold_tags.append([label_list[int(i)] for i in gold_ids[scored]])
     return pred_tags, gold_tags
 
@@ -149,10 +149,8 @@ def make_ner_compute_metrics(label_list: Sequence[str], entity_level: bool = Tru
 
 
 def _unpack_eval_pred(eval_pred: Any) -> tuple[Any, Any]:
-    if hasattr(eval_pred, "predictions"):
-        return eval_pred.predictions, eval_pred.label_ids
-    predictions, label_ids = eval_pred[0], eval_pred[1]
-    return predictions, label_ids
+    """(predictions, label_ids) of an `EvalPrediction` (indexable like a tuple) or a pair."""
+    return eval_pred[0], eval_pred[1]
 
 
 def compute_classification_metrics(eval_pred: Any) -> dict[str, float]:
@@ -166,7 +164,9 @@ def compute_classification_metrics(eval_pred: Any) -> dict[str, float]:
     predictions, label_ids = _unpack_eval_pred(eval_pred)
     predicted = _to_ids(_first_output(predictions)).reshape(-1)
     gold = np.asarray(label_ids).reshape(-1)
+    if not gold.size:
+        raise ValueError("compute_classification_metrics: no examples to score; expected at least one label")
     return {
-        "accuracy": float((predicted == gold).mean()) if gold.size else 0.0,
+        "accuracy": float((predicted == gold).mean()),
         "macro_f1": float(f1_score(gold, predicted, average="macro", zero_division=0)),
     }

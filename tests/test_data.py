@@ -365,7 +365,8 @@ def test_the_classification_split_defaults_are_the_published_ones() -> None:
     """run_classification's split: 50 test sentences, seed 42, stratified (its results were made so)."""
     data = load_pang_lee_polarity()
     split = split_train_test(data)
-    assert split["test"]["text"] == data.train_test_split(test_size=50, seed=42, stratify_by_column="label")["test"]["text"]
+    published = data.train_test_split(test_size=50, seed=42, stratify_by_column="label")
+    assert split["test"]["text"] == published["test"]["text"]
     assert len(split_train_test(data, test_size=20)["test"]) == 20
 
 

@@ -177,8 +177,10 @@ def test_adapters_resume_only_into_a_model_they_fit(tiny_bert_dir, tmp_path):
                                          r"dwatt\.backbone\..*\.key\.lora_A.*--lora_target_modules"):  # fmt: skip
         load_adapters(lora_model(2, "query,value"), tmp_path)
     hidden = saved.config.backbone_config.hidden_size
-    resized = (rf"{6 * layers} adapter tensors have another shape than this model's, such as "
-               rf"\S+\.lora_A\.\S+ \(2, {hidden}\) against \(4, {hidden}\)")  # the named tensor's own shapes
+    resized = (
+        rf"{6 * layers} adapter tensors have another shape than this model's, such as "
+        rf"\S+\.lora_A\.\S+ \(2, {hidden}\) against \(4, {hidden}\)"
+    )  # the named tensor's own shapes
     with pytest.raises(ValueError, match=rf"{ADAPTER_STATE_FILE}: {resized} \(another --lora_r\?\)"):
         load_adapters(lora_model(4, "query,key,value"), tmp_path)
 

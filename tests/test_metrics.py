@@ -220,3 +220,11 @@ def tags_to_ids(pred: list[list[str]], gold: list[list[str]]):
         pred_ids[row, : len(p)] = [index[t] for t in p]
         gold_ids[row, : len(g)] = [index[t] for t in g]
     return pred_ids, gold_ids, labels
+
+
+def test_overall_score_reads_todays_key_then_the_pre_0_2_key() -> None:
+    from dwatt.metrics import overall_score
+
+    assert overall_score({"eval_f1": 0.5, "eval_overall_f1": 0.1}, "eval", "f1") == 0.5
+    assert overall_score({"predict_overall_f1": 0.25}, "predict", "f1") == 0.25
+    assert overall_score({"eval_f1": 0.5}, "predict", "f1") is None

@@ -61,6 +61,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "push": ("dwatt.commands.push_to_hub", "push a run folder to the Hub with its model card (or --dry_run)"),
     "tag": ("dwatt.commands.tag", "tag the words of a file of any size (resumable; PyTorch or ONNX)"),
     "export-onnx": ("dwatt.commands.export_onnx", "export a checkpoint to one ONNX file (and int8)"),
+    "space": ("dwatt.commands.space", "write a Gradio Space: entities and a per-word heatmap of the depth attention"),
     "assets": ("dwatt.assets", "install or locate large assets (all-mpnet-base-v2)"),
     "budget": ("dwatt.experiments.budget", "parameters each fusion adds to a backbone"),
     "bench-overhead": ("dwatt.commands.bench_overhead", "time, memory and FLOP overhead of each fusion"),

@@ -16,7 +16,17 @@ from conftest import tiny_backbone_config
 from test_hub import REPO_ID, run_dir  # noqa: F401  (the module-scoped run folder fixture)
 
 from dwatt import DWAttConfig, DWAttForTokenClassification
-from dwatt.hub.card import _show, parameter_rows, training_rows, usage_snippet
+from dwatt.hub.card import (
+    _show,
+    eval_results,
+    limitations,
+    loss_rows,
+    parameter_rows,
+    per_type_rows,
+    result_rows,
+    training_rows,
+    usage_snippet,
+)
 from dwatt.hub.push import export_push_ready
 from dwatt.hub.record import NOT_RECORDED
 
@@ -99,3 +109,64 @@ def test_the_warm_up_cell(arguments, shown):
 def test_the_usage_snippet_is_the_first_python_block():
     card = "text\n```python\nfirst()\n```\nmore\n```python\nsecond()\n```\n"
     assert usage_snippet(card) == "first()\n"
+
+
+def fake_run(metrics: dict | None = None, arguments: dict | None = None, log_history: list | None = None):
+    files = metrics or {}
+    return SimpleNamespace(metrics=lambda name: files.get(name, {}), arguments=arguments or {},
+                           trainer_state={"log_history": log_history or []}, config={})  # fmt: skip
+
+
+def test_the_loss_table_takes_logged_losses_with_or_without_a_rate():
+    run = fake_run(log_history=[{"step": 5, "loss": 1.25, "learning_rate": 1e-4}, {"step": 10, "loss": 0.5},
+                                {"step": 10, "train_loss": 0.9}])  # fmt: skip
+    assert loss_rows(run) == [("5", "1.2500", "0.0001"), ("10", "0.5000", "")]
+
+
+def test_a_split_without_scores_is_skipped_not_the_end():
+    """No test scores (predict_results.json absent): the validation row and its model-index entries remain."""
+    run = fake_run({"eval_results.json": {"eval_f1": 0.5, "eval_recall": 0.25, "eval_samples": 20}})
+    assert [(row["split"], row["f1"], row["precision"]) for row in result_rows(run)] == [
+        ("validation", "0.5000", NOT_RECORDED)
+    ]
+    dataset = SimpleNamespace(type="wnut16", name="WNUT-16")
+    assert [(r.dataset_split, r.metric_type, r.metric_value) for r in eval_results(run, dataset)] == [
+        ("validation", "f1", 0.5), ("validation", "recall", 0.25)
+    ]  # fmt: skip
+
+
+def test_per_type_rows_leave_out_only_the_empty_rows_of_old_runs():
+    """Runs before 0.2 listed every type with zeros; a zero row (or one with its scores missing) says nothing
+    and is left out; a type with gold entities and nothing right is kept."""
+    predict = {
+        "predict_person_number": 3, "predict_person_f1": 0.0, "predict_person_precision": 0.0,
+        "predict_person_recall": 0.0,  # gold entities, none found: kept
+        "predict_corp_number": 0, "predict_corp_f1": 0.0, "predict_corp_precision": 0.0,  # an old zero row
+        "predict_band_number": 0,  # an old row whose scores are missing
+        "predict_movie_number": 0, "predict_movie_f1": 0.0,  # ... or whose precision is missing
+        "predict_loc_number": 2, "predict_loc_f1": 0.5, "predict_loc_precision": 0.5, "predict_loc_recall": 0.5,
+        "predict_f1": 0.3,
+    }  # fmt: skip
+    split, rows = per_type_rows(fake_run({"predict_results.json": predict}))
+    assert split == "test" and [row["type"] for row in rows] == ["loc", "person"]
+    assert rows[1] == {"type": "person", "precision": "0.0000", "recall": "0.0000", "f1": "0.0000", "number": "3"}
+
+
+def test_the_limitations_name_the_backbone_and_the_test_slice():
+    from dwatt.assets import ALL_MPNET_BASE_V2, BUNDLED_MINILM_HUB_ID
+
+    wnut = SimpleNamespace(bundled_wnut16=True)
+    run = fake_run({"predict_results.json": {"predict_samples": 500}}, arguments={"few_shot_k": 100})
+    items = limitations(run, wnut, BUNDLED_MINILM_HUB_ID)
+    assert items[0] == ("The backbone is all-MiniLM-L6-v2: a small (6 layers × 384), **uncased** sentence-embedding "
+                        "model, not an encoder tuned for NER. Casing, a strong cue for names, is lost; a cased or "
+                        "larger encoder would score differently.")  # fmt: skip
+    assert any("**fixed 500-tweet slice of the WNUT-16 training file**" in item for item in items)
+    assert any(item.startswith("Few-shot: trained on 100 sentences") for item in items)
+    assert limitations(run, wnut, ALL_MPNET_BASE_V2.hub_id)[0].startswith(
+        "The backbone is all-mpnet-base-v2: MPNet-base (12 layers × 768) tuned for **uncased**"
+    )
+    unsized = limitations(fake_run(), wnut, None)
+    assert not any("backbone is" in item for item in unsized)
+    assert any("**fixed slice of the WNUT-16 training file**" in item for item in unsized)  # size not recorded
+    assert any(f"were {NOT_RECORDED} (no `run_arguments.json`)" in item for item in unsized)

@@ -167,7 +167,6 @@ def per_type_rows(run: RunFolder) -> tuple[str | None, list[dict]]:
             for key in metrics
             if key.endswith("_number")
             and key.startswith(prefix + "_")
-            and "overall" not in key
             # Runs before dwatt 0.2 listed every type of the label list, zeros for types absent from the split:
             # a row of zeros with no gold entity says nothing, so it is left out.
             and not (
@@ -216,7 +215,8 @@ def eval_results(run: RunFolder, dataset: DatasetInfo) -> list[EvalResult]:
 def limitations(run: RunFolder, dataset: DatasetInfo, base_model: str | None) -> list[str]:
     """What a reader must know before trusting the numbers."""
     arguments = run.arguments
-    test_size = run.metrics("predict_results.json").get("predict_samples", NOT_RECORDED)
+    test_size = run.metrics("predict_results.json").get("predict_samples")
+    test_slice = f"{test_size}-tweet slice" if test_size is not None else "slice"
     items = []
     if base_model == BUNDLED_MINILM_HUB_ID:
         items.append(
@@ -233,7 +233,7 @@ def limitations(run: RunFolder, dataset: DatasetInfo, base_model: str | None) ->
         items += [
             "Trained and scored on **Twitter NER (WNUT-16, 10 entity types)**: noisy 2016 English tweets. "
             "Performance on other domains, later tweets or other languages is unknown.",
-            f"The test split is a **fixed {test_size}-tweet slice of the WNUT-16 training file** "
+            f"The test split is a **fixed {test_slice} of the WNUT-16 training file** "
             "(`dwatt.data.corpora.load_wnut16`; the official dev/test files are not bundled), so the scores are not "
             "comparable with published "
             "WNUT-16 results.",

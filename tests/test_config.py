@@ -1,7 +1,9 @@
 """DWAttConfig: validation names the field and the allowed values; nested configs round-trip exactly."""
 
+import numpy as np
 import pytest
 from conftest import tiny_backbone_config
+from transformers import BertConfig
 
 from dwatt import FUSIONS, DWAttConfig
 from dwatt.configuration_dwatt import DWATT_AUTO_MAP
@@ -63,3 +65,57 @@ def test_save_load_keeps_the_backbone_config_exactly(tmp_path, model_type):
     assert loaded.backbone_config.hidden_size == backbone.hidden_size
     assert (loaded.fusion, loaded.fusion_layers, loaded.num_labels) == ("concat", [0, -1], 3)
     assert "_name_or_path" not in (tmp_path / "config.json").read_text().split('"backbone_config"')[1].split("}")[0]
+
+
+# --- every validated field at its edges -------------------------------------------------------------------------
+# (field, value, accepted): the edge values the checks allow, and the first values past them, of each kind a user
+# might pass (a bool where a number is meant, a string, a float index).
+EDGES = [
+    ("dwatt_query_ratio", 4, True), ("dwatt_query_ratio", 4.5, False), ("dwatt_query_ratio", 0, False),
+    ("dwatt_query_ratio", True, False), ("dwatt_query_ratio", "0.5", False),
+    ("dwatt_value_ratio", 4.0, True), ("dwatt_value_ratio", 4.001, False),
+    ("fusion_dropout", 0.0, True), ("fusion_dropout", 1.0, False),
+    ("classifier_dropout", 0.0, True), ("classifier_dropout", 0.99, True), ("classifier_dropout", 1.0, False),
+    ("classifier_dropout", 1.5, False), ("classifier_dropout", True, False), ("classifier_dropout", -0.1, False),
+    ("fusion_layers", [-3, 2], True), ("fusion_layers", [-4], False), ("fusion_layers", [3], False),
+    ("fusion_layers", [1.5], False), ("fusion_layers", ["a"], False), ("fusion_layers", 3, False),
+    ("fusion_layers", [True], False), ("fusion_layers", [], False),
+    ("dwatt_pos_dim", 1, True), ("dwatt_pos_dim", 0, False), ("dwatt_pos_dim", True, False),
+    ("initializer_range", 1e-6, True), ("initializer_range", 0.0, False), ("initializer_range", float("nan"), False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("field, value, accepted", EDGES, ids=lambda v: repr(v)[:12])
+def test_each_field_accepts_its_edges_and_refuses_past_them(field, value, accepted):
+    backbone = BertConfig(num_hidden_layers=2, hidden_size=8, num_attention_heads=2, intermediate_size=8)
+    if accepted:
+        assert getattr(DWAttConfig(backbone_config=backbone, **{field: value}), field) == value
+    else:
+        with pytest.raises(ValueError, match=rf"DWAttConfig\.{field}"):
+            DWAttConfig(backbone_config=backbone, **{field: value})
+
+
+def test_fusion_layers_errors_state_the_allowed_range():
+    backbone = BertConfig(num_hidden_layers=2, hidden_size=8, num_attention_heads=2, intermediate_size=8)
+    with pytest.raises(ValueError, match=r"expected 'all' or a non-empty list of hidden-state indices in \[-3, 2\]$"):
+        DWAttConfig(backbone_config=backbone, fusion_layers=[])
+    assert DWAttConfig(backbone_config=backbone, fusion_layers=[np.int64(1)]).fusion_layers == [1]  # numpy ints
+
+
+def test_the_defaults_are_the_documented_ones():
+    config = DWAttConfig()
+    documented = {"fusion": "dwatt", "fusion_layers": "all", "dwatt_pos_dim": 24, "dwatt_query_ratio": 0.5,
+                  "dwatt_value_ratio": 0.5, "dwatt_scale": "sqrt_d", "dwatt_recompute_values": True,
+                  "fusion_dropout": 0.0, "fusion_init": "paper", "scalar_mix_layer_norm": False,
+                  "deeper_num_layers": None, "deeper_intermediate_size": None, "classifier_dropout": None,
+                  "initializer_range": 0.02, "tie_word_embeddings": True}  # fmt: skip
+    assert {name: getattr(config, name) for name in documented} == documented
+
+
+def test_misspellings_are_refused_wherever_they_come_and_only_close_ones():
+    with pytest.raises(ValueError, match="unknown argument 'fusion_layer'; did you mean 'fusion_layers'"):
+        DWAttConfig(output_hidden_states=True, fusion_layer=[0])  # after a base-class argument
+    DWAttConfig(fusion_mode="x")  # similarity 0.71 to fusion_init: below the 0.8 cutoff, kept as an attribute
+    DWAttConfig(_fusion_init="x")  # private names (transformers' own bookkeeping) are never checked
+    with pytest.raises(ValueError, match=r"^DWAttConfig: the saved config has no 'backbone_config'"):
+        DWAttConfig(transformers_version="5.0.0")

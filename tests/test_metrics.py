@@ -139,7 +139,7 @@ def test_mismatched_batch_sizes_raise() -> None:
     with pytest.raises(ValueError, match="prediction rows"):
         compute_ner_metrics(np.zeros((2, 3), dtype=int), np.zeros((3, 3), dtype=int), LABELS)
     # A prediction row one position shorter than its last labelled position.
-    with pytest.raises(ValueError, match="a prediction row is shorter than its labelled positions"):
+    with pytest.raises(ValueError, match="^a prediction row is shorter than its labelled positions$"):
         compute_ner_metrics([np.array([0, 1])], [np.array([0, 1, 0])], LABELS)
     assert compute_ner_metrics([np.array([0, 1])], [np.array([0, 1, -100])], LABELS)["accuracy"] == 1.0
 
@@ -172,7 +172,7 @@ def test_classification_metrics() -> None:
     }
     column = compute_classification_metrics((logits, labels.reshape(-1, 1)))  # labels as a [n, 1] column
     assert column == pytest.approx({"accuracy": 0.75, "macro_f1": 11 / 15}, abs=1e-12)
-    with pytest.raises(ValueError, match="no examples to score"):
+    with pytest.raises(ValueError, match="^compute_classification_metrics: no examples to score; expected at least one label$"):
         compute_classification_metrics((np.zeros((0, 2)), np.zeros(0, dtype=int)))
 
 

@@ -82,6 +82,10 @@ EDGES = [
     ("fusion_layers", [True], False), ("fusion_layers", [], False),
     ("dwatt_pos_dim", 1, True), ("dwatt_pos_dim", 0, False), ("dwatt_pos_dim", True, False),
     ("initializer_range", 1e-6, True), ("initializer_range", 0.0, False), ("initializer_range", float("nan"), False),
+    ("initializer_range", "0.02", False), ("scalar_mix_layer_norm", True, True),
+    ("deeper_num_layers", 2, True), ("deeper_num_layers", "2", False), ("deeper_num_layers", True, False),
+    ("deeper_intermediate_size", 16, True), ("deeper_intermediate_size", 0, False),
+    ("deeper_intermediate_size", 2.5, False),
 ]  # fmt: skip
 
 
@@ -119,3 +123,44 @@ def test_misspellings_are_refused_wherever_they_come_and_only_close_ones():
     DWAttConfig(_fusion_init="x")  # private names (transformers' own bookkeeping) are never checked
     with pytest.raises(ValueError, match=r"^DWAttConfig: the saved config has no 'backbone_config'"):
         DWAttConfig(transformers_version="5.0.0")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"transformers_version": "5.0.0", "backbone_config": None},
+         "DWAttConfig: the saved config has no 'backbone_config'; expected the wrapped encoder's config (a folder "
+         "written by DWAtt's save_pretrained has one)"),
+        ({"backbone_config": {"hidden_size": 8}},
+         "DWAttConfig.backbone_config is a dict without 'model_type'; expected a saved encoder config"),
+        ({"backbone_config": 3}, "DWAttConfig.backbone_config has type int; expected a PretrainedConfig or a dict"),
+        ({"backbone_config": DWAttConfig()},
+         "DWAttConfig.backbone_config is itself a DWAtt config; expected a plain encoder config"),
+        ({"fusion": "scalar_mix", "fusion_init": "identity"},
+         "DWAttConfig.fusion_init='identity' is not defined for fusion='scalar_mix'; allowed with fusion in "
+         "'dwatt', 'concat', 'last'"),
+        ({"deeper_intermediate_size": 0},
+         "DWAttConfig.deeper_intermediate_size=0 is not valid; expected None or a positive integer"),
+        ({"num_labels": 0}, "DWAttConfig.num_labels=0 is not valid; expected at least 1 label"),
+    ],
+)  # fmt: skip
+def test_errors_read_in_full(kwargs, message):
+    kwargs = {"backbone_config": tiny_backbone_config(), **kwargs}
+    with pytest.raises(ValueError) as error:
+        DWAttConfig(**kwargs)
+    assert str(error.value) == message
+
+
+def test_what_the_config_takes_from_its_backbone_and_labels():
+    """A dict backbone (as config.json stores it) is built as its own class; the pad token and the attention
+    implementation come from the backbone (the Trainer and the base class read them); label2id is derived
+    from id2label given alone (transformers' run_ner reads label2id); one label is allowed."""
+    backbone = {"model_type": "bert", "hidden_size": 8, "num_attention_heads": 2, "intermediate_size": 8,
+                "num_hidden_layers": 2, "pad_token_id": 3}  # fmt: skip
+    config = DWAttConfig(backbone_config=backbone, id2label={0: "O", 1: "B-X"})
+    assert type(config.backbone_config).__name__ == "BertConfig" and config.backbone_config.hidden_size == 8
+    assert config.pad_token_id == 3
+    assert config.label2id == {"O": 0, "B-X": 1}
+    sdpa = BertConfig(num_hidden_layers=2, hidden_size=8, num_attention_heads=2, attn_implementation="sdpa")
+    assert DWAttConfig(backbone_config=sdpa).backbone_config._attn_implementation == "sdpa"
+    assert DWAttConfig(num_labels=1).num_labels == 1

@@ -85,7 +85,8 @@ EDGES = [
     ("initializer_range", "0.02", False), ("scalar_mix_layer_norm", True, True),
     ("deeper_num_layers", 2, True), ("deeper_num_layers", "2", False), ("deeper_num_layers", True, False),
     ("deeper_intermediate_size", 16, True), ("deeper_intermediate_size", 0, False),
-    ("deeper_intermediate_size", 2.5, False),
+    ("deeper_intermediate_size", 2.5, False), ("dwatt_pos_dim", "24", False), ("dwatt_recompute_values", 1, False),
+    ("fusion_dropout", "0.1", False),
 ]  # fmt: skip
 
 

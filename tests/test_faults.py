@@ -195,3 +195,6 @@ def test_training_truncation_is_counted_and_reported(uninterrupted):
         assert results[f"{split}_truncated_sentences"] > 0, split
     saved = json.loads((output_dir / "train_results.json").read_text())
     assert saved["train_truncated_sentences"] == results["train_truncated_sentences"]
+    evaluated = json.loads((output_dir / "eval_results.json").read_text())
+    assert evaluated["eval_samples"] == results["eval_samples"] == 24  # --max_eval_samples
+    assert evaluated["eval_truncated_sentences"] == results["eval_truncated_sentences"]

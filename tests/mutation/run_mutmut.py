@@ -54,7 +54,7 @@ MODULES: dict[str, list[str]] = {  # smallest first: a partial run still covers 
     "src/dwatt/experiments/stats.py": ["tests/test_stats.py", "tests/test_analysis.py"],
     "src/dwatt/tasks/ner.py": [
         "tests/test_flags.py", "tests/test_run_ner.py", "tests/test_reliability.py", "tests/test_misuse.py",
-        "tests/test_sweep.py", "tests/test_frozen_features.py", "tests/test_tokenizers.py",
+        "tests/test_sweep.py", "tests/test_frozen_features.py", "tests/test_tokenizers.py", "tests/test_faults.py",
     ],
     "src/dwatt/tasks/runner.py": [
         "tests/test_regimes.py", "tests/test_flags.py", "tests/test_misuse.py", "tests/test_reliability.py",

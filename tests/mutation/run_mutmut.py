@@ -7,6 +7,7 @@ tests that exercise it (`make mutation`; not part of `make test`).
     .venv/bin/python tests/mutation/run_mutmut.py --children 2 --report build/mutation/report.md
     .venv/bin/python tests/mutation/run_mutmut.py --root /tmp/before   # another checkout's code and tests
     .venv/bin/python tests/mutation/run_mutmut.py --collect            # one report of the last run of each module
+    .venv/bin/python tests/mutation/run_mutmut.py --only card --rescore   # score a finished run again
 
 Why mutmut (3.x) rather than cosmic-ray: mutmut forks each mutant's test run from a process that has already
 imported torch and transformers and run the tests once, and runs only the tests that reached the mutated
@@ -80,6 +81,8 @@ MODULES: dict[str, list[str]] = {  # smallest first: a partial run still covers 
 HUB_PAIR = {"src/dwatt/configuration_dwatt.py", "src/dwatt/modeling_dwatt.py"}
 LOADED_IN_A_SUBPROCESS = "not (loads_remotely or remote_code or without_dwatt)"
 KILLED = {"killed", "timeout"}
+#: One thread per mutant's tests (the runner's processes share the cores), offline.
+MUTMUT_ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 SCORE_FILE = "score.json"
 
 
@@ -144,16 +147,21 @@ def run_module(module: str, tests: list[str], children: int, root: Path = ROOT) 
     folder = prepare(module, tests, root)
     started = time.perf_counter()
     mutmut = Path(sys.executable).with_name("mutmut")
-    env_note = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     completed = subprocess.run([str(mutmut), "run", "--max-children", str(children)], cwd=folder,
-                               env={**os.environ, **env_note}, capture_output=True, text=True)  # fmt: skip
+                               env={**os.environ, **MUTMUT_ENV}, capture_output=True, text=True)  # fmt: skip
     seconds = time.perf_counter() - started
     log = folder / "mutmut-run.log"
     log.write_text(completed.stdout[-20000:] + completed.stderr[-20000:])
     if completed.returncode:  # e.g. the tests fail on the unmutated code: no mutant is checked, none is killed
         print(f"{module}: mutmut exited with {completed.returncode}; see {log}", file=sys.stderr, flush=True)
+    return score_module(module, folder, seconds)
+
+
+def score_module(module: str, folder: Path, seconds: float) -> ModuleScore:
+    """Read the module's mutant statuses from mutmut, count the listed equivalents, write score.json."""
+    mutmut = Path(sys.executable).with_name("mutmut")
     results = subprocess.run([str(mutmut), "results", "--all", "true"], cwd=folder, capture_output=True, text=True,
-                             env={**os.environ, **env_note})  # fmt: skip
+                             env={**os.environ, **MUTMUT_ENV})  # fmt: skip
     statuses = dict(re.findall(r"^\s*(\S+): (.+)$", results.stdout, re.M))
     prefix = module.removeprefix("src/").removesuffix(".py").replace("/", ".") + "."
     statuses = {name: status for name, status in statuses.items() if name.startswith(prefix)}
@@ -220,9 +228,21 @@ def main() -> None:
     parser.add_argument("--root", default=str(ROOT), help="the checkout whose code and tests to use (default: this)")
     parser.add_argument("--collect", action="store_true",
                         help="run nothing: report the last score of every module run so far")  # fmt: skip
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="run nothing: score the --only modules' last runs again (after equivalent.toml changed)",
+    )
     args = parser.parse_args()
     wanted = set(args.only.split(",")) if args.only else None
     scores = []
+    if args.rescore:
+        for module in MODULES:
+            folder = WORK / Path(module).stem
+            if wanted and Path(module).stem in wanted and (folder / "mutants").is_dir():
+                previous = json.loads((folder / SCORE_FILE).read_text()) if (folder / SCORE_FILE).is_file() else {}
+                scores.append(score_module(module, folder, previous.get("seconds", float("nan"))))
+        args.collect = True
     for module, tests in MODULES.items():
         if not args.collect and (wanted is None or Path(module).stem in wanted):
             scores.append(run_module(module, tests, args.children, Path(args.root).resolve()))

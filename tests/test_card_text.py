@@ -170,3 +170,56 @@ def test_the_limitations_name_the_backbone_and_the_test_slice():
     assert not any("backbone is" in item for item in unsized)
     assert any("**fixed slice of the WNUT-16 training file**" in item for item in unsized)  # size not recorded
     assert any(f"were {NOT_RECORDED} (no `run_arguments.json`)" in item for item in unsized)
+
+
+def copied_run(source, tmp_path, **arguments):
+    """A copy of the test run with some recorded arguments changed."""
+    import json
+    import shutil
+
+    folder = tmp_path / "run"
+    shutil.copytree(source, folder)
+    recorded = json.loads((folder / "run_arguments.json").read_text())
+    (folder / "run_arguments.json").write_text(json.dumps({**recorded, **arguments}))
+    return folder
+
+
+def test_card_metadata_follows_the_base_model_the_data_and_the_repo_id(run_dir, tmp_path):  # noqa: F811
+    from dwatt.assets import BUNDLED_MINILM_HUB_ID, BUNDLED_MINILM_LICENSE
+    from dwatt.hub.card import render_model_card
+
+    minilm = render_model_card(run_dir, REPO_ID, base_model=BUNDLED_MINILM_HUB_ID)
+    assert minilm.data.license == BUNDLED_MINILM_LICENSE  # inherited from the base model
+    assert render_model_card(run_dir, REPO_ID, base_model=BUNDLED_MINILM_HUB_ID, license="mit").data.license == "mit"
+    assert render_model_card(run_dir, REPO_ID).data.license is None  # unknown base model: left out
+    assert 'revision = "main"' in render_model_card(run_dir, REPO_ID).text  # the default revision
+    assert render_model_card(run_dir, "tiny-dwatt-ner").data.model_name == "tiny-dwatt-ner"  # a repo id alone
+    hub_data = copied_run(run_dir, tmp_path, dataset_name="eriktks/conll2003")
+    assert render_model_card(hub_data, REPO_ID).data.datasets == ["eriktks/conll2003"]
+    assert render_model_card(run_dir, REPO_ID).data.datasets is None  # the bundled WNUT-16 has no Hub id
+
+
+def test_the_card_says_not_fine_tuned_only_when_nothing_was_trained(run_dir, tmp_path):  # noqa: F811
+    import shutil
+
+    from dwatt.hub.card import render_model_card
+
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)
+    for name in ("train_results.json", "all_results.json"):  # (all_results.json holds the train_ keys too)
+        (folder / name).unlink()
+    assert "fine-tuned for named-entity recognition" in render_model_card(folder, REPO_ID).text  # the state says so
+    (folder / "trainer_state.json").unlink()
+    assert "**Not fine-tuned**" in render_model_card(folder, REPO_ID).text
+
+
+@pytest.mark.parametrize("lower, shown", [(True, "English, uncased (the tokenizer lower-cases)"),
+                                          (False, "English, cased"), (None, "English")])  # fmt: skip
+def test_the_language_line_says_whether_the_tokenizer_lower_cases(lower, shown, tmp_path):
+    import json
+
+    from dwatt.hub.card import language_text
+
+    if lower is not None:
+        (tmp_path / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": lower}))
+    assert language_text(tmp_path) == shown

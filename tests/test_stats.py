@@ -255,3 +255,61 @@ def test_rank_ties_keep_their_order_however_many_and_the_gap_scales_with_depth()
     mass = [0.3, 0.2, 0.15, 0.1, 0.08, 0.06, 0.04, 0.03, 0.02, 0.01, 0.005, 0.0]
     drop = [mass[3], *mass[:3], *mass[4:]]  # layer 0 falls from rank 1 to rank 4: a gap of 3
     assert rank_disagreements(mass, drop)[0] == ""  # 12 layers: a disagreement needs a gap of 4
+
+
+# --- the small helpers the summaries and the layer analysis build on -------------------------------------------
+
+
+def test_f1_from_counts_by_hand():
+    from dwatt.experiments.stats import f1_from_counts
+
+    counts = np.array([[0, 0, 0], [2, 3, 5], [0, 1, 0]])  # nothing to score; 2 tp of 3 predicted, 5 gold; 1 wrong
+    np.testing.assert_array_equal(f1_from_counts(counts), [0.0, 0.5, 0.0])
+
+
+def test_mean_std_uses_the_sample_deviation_from_two_values():
+    import math
+
+    from dwatt.experiments.stats import mean_std
+
+    assert mean_std([1.0, 3.0]) == (2.0, math.sqrt(2.0)) and mean_std([5.0]) == (5.0, 0.0)
+
+
+def test_a_single_pair_keeps_its_mean_and_confidence_and_has_no_interval():
+    single = paired_difference([3.0], [1.0], confidence=0.9)
+    assert (single.mean, single.low, single.high, single.n, single.confidence) == (2.0, None, None, 1, 0.9)
+
+
+def test_the_sentence_bootstrap_is_the_percentile_interval_of_paired_resampled_differences():
+    from dwatt.experiments.stats import f1_from_counts, paired_bootstrap_interval
+
+    rng = np.random.default_rng(5)
+    ours = rng.integers(0, 3, size=(40, 3))
+    reference = rng.integers(0, 3, size=(40, 3))
+    picks = np.random.default_rng(7).integers(0, 40, size=(300, 40))
+    deltas = f1_from_counts(ours[picks].sum(axis=1)) - f1_from_counts(reference[picks].sum(axis=1))
+    expected = np.percentile(deltas, [5.0, 95.0])
+    assert paired_bootstrap_interval(ours, reference, samples=300, seed=7, level=0.9) == pytest.approx(expected)
+    assert paired_bootstrap_interval(ours, ours) == (0.0, 0.0)
+    defaults = paired_bootstrap_interval(ours, reference, samples=1000, seed=0, level=0.95)
+    assert paired_bootstrap_interval(ours, reference) == defaults
+
+
+def test_ranks_keep_ties_in_position_order_and_disagreements_use_a_third_of_the_layers():
+    from dwatt.experiments.stats import descending_ranks, rank_disagreements
+
+    ranks = descending_ranks([1.0] * 40 + [2.0] * 40)  # long enough for numpy's unstable sort to reorder ties
+    np.testing.assert_array_equal(ranks, list(range(41, 81)) + list(range(1, 41)))
+    # mass ranks 1 2 3 4, drop ranks 3 4 2 1: gaps 2, 2, 1, 3; the default gap for 4 layers is 2
+    assert rank_disagreements([4, 3, 2, 1], [2, 1, 3, 4]) == [
+        "high mass, small effect", "high mass, small effect", "", "low mass, large effect"
+    ]  # fmt: skip
+
+
+def test_spearman_is_nan_only_when_a_side_is_constant():
+    import math
+
+    from dwatt.experiments.stats import spearman
+
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3])) and math.isnan(spearman([1, 2, 3], [2, 2, 2]))
+    assert spearman([0, 2], [0, 1]) == pytest.approx(1.0) and spearman([3, 1], [0, 2]) == pytest.approx(-1.0)

@@ -466,3 +466,18 @@ def test_paper_config_runs_mechanically_on_the_conll_fixture(tiny_bert_dir, tmp_
     assert {(key.regime, key.learning_rate) for key in keys} == {("full", 1e-3), ("full", 1e-2), ("frozen", 1e-2),
                                                                   ("lora", 1e-2)}  # fmt: skip
     assert "## Regime `lora`" in (results_dir / "summary.md").read_text()
+
+
+def test_a_score_table_with_missing_cells_one_seed_and_several():
+    """Empty where a cell has no run yet (the row goes on), no spread from one seed, the sample std from more."""
+    from dwatt.experiments.sweep.summary import _score_table
+
+    scores = {("frozen", "a", 100): {0: 0.5}, ("frozen", "a", 500): {0: 0.2, 1: 0.4},
+              ("frozen", "b", 500): {0: 0.3, 1: 0.3, 2: 0.3}}  # fmt: skip
+    assert _score_table(scores, "frozen", ["a", "b", "c"], [100, 500]) == [
+        "| method | K=100 | K=500 |",
+        "|---|---:|---:|",
+        "| a | 50.0 (1) | 30.0 ± 14.1 (2) |",
+        "| b |  | 30.0 ± 0.0 (3) |",
+        "| c |  |  |",
+    ]

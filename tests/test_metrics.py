@@ -172,7 +172,8 @@ def test_classification_metrics() -> None:
     }
     column = compute_classification_metrics((logits, labels.reshape(-1, 1)))  # labels as a [n, 1] column
     assert column == pytest.approx({"accuracy": 0.75, "macro_f1": 11 / 15}, abs=1e-12)
-    with pytest.raises(ValueError, match="^compute_classification_metrics: no examples to score; expected at least one label$"):
+    empty = "^compute_classification_metrics: no examples to score; expected at least one label$"
+    with pytest.raises(ValueError, match=empty):
         compute_classification_metrics((np.zeros((0, 2)), np.zeros(0, dtype=int)))
 
 

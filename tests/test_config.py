@@ -162,6 +162,8 @@ def test_what_the_config_takes_from_its_backbone_and_labels():
     assert type(config.backbone_config).__name__ == "BertConfig" and config.backbone_config.hidden_size == 8
     assert config.pad_token_id == 3
     assert config.label2id == {"O": 0, "B-X": 1}
+    given = DWAttConfig(id2label={0: "O", 1: "B-X"}, label2id={"O": 0, "B-X": 1, "I-X": 1})
+    assert given.label2id == {"O": 0, "B-X": 1, "I-X": 1}  # a label2id given is kept, not derived
     sdpa = BertConfig(num_hidden_layers=2, hidden_size=8, num_attention_heads=2, attn_implementation="sdpa")
     assert DWAttConfig(backbone_config=sdpa).backbone_config._attn_implementation == "sdpa"
     assert DWAttConfig(num_labels=1).num_labels == 1

@@ -223,3 +223,44 @@ def test_the_language_line_says_whether_the_tokenizer_lower_cases(lower, shown, 
     if lower is not None:
         (tmp_path / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": lower}))
     assert language_text(tmp_path) == shown
+
+
+def headline(card) -> str:
+    return card.text.split("\n# ", 1)[1].split("\n\n", 2)[1]  # the paragraph under the title
+
+
+def test_the_headline_of_a_trained_and_of_an_untrained_folder(run_dir, tmp_path):  # noqa: F811
+    import shutil
+
+    from dwatt.hub.card import render_model_card
+
+    folder = copied_run(run_dir, tmp_path)
+    recorded = (folder / "run_arguments.json").read_text().replace('"base_model": "prajjwal1/bert-tiny"', '"x": 1')
+    (folder / "run_arguments.json").write_text(recorded)
+    card = render_model_card(folder, REPO_ID)
+    assert headline(card) == (
+        "A pretrained encoder fine-tuned for named-entity recognition on WNUT-16 (train file, fixed held-out "
+        "split), with the layer fusion `dwatt` (Depth-Wise Attention). Entity F1 on the test split: **0.2857** "
+        "(`predict_results.json`)."
+    )
+    assert "- **Base model:** not recorded" in card.text
+    for name in ("train_results.json", "all_results.json", "trainer_state.json", "predict_results.json"):
+        (folder / name).unlink(missing_ok=True)
+    assert headline(render_model_card(folder, REPO_ID)) == (
+        "**Not fine-tuned**: a pretrained encoder with the layer fusion `dwatt` (Depth-Wise Attention) and a "
+        "token-classification head that are newly initialised (this folder records no training run: no "
+        "train_results.json, no trainer_state.json). Train it before use."
+    )
+    shutil.rmtree(folder)
+
+
+def test_a_pinned_revision_is_said_to_be_the_commit_and_the_limitations_know_the_base_model(run_dir):  # noqa: F811
+    from dwatt.assets import BUNDLED_MINILM_HUB_ID
+    from dwatt.hub.card import render_model_card
+
+    pinned = render_model_card(run_dir, REPO_ID, revision="0123abc", revision_is_commit=True).text
+    assert 'revision = "0123abc"  # the commit that holds these weights and this code' in pinned
+    unpinned = render_model_card(run_dir, REPO_ID).text
+    assert 'revision = "main"  # pin a commit hash from this repo\'s history to fix the code you run' in unpinned
+    minilm = render_model_card(run_dir, REPO_ID, base_model=BUNDLED_MINILM_HUB_ID).text
+    assert "- The backbone is all-MiniLM-L6-v2: a small (6 layers × 384), **uncased**" in minilm

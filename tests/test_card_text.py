@@ -163,8 +163,9 @@ def test_the_limitations_name_the_backbone_and_the_test_slice():
                         "larger encoder would score differently.")  # fmt: skip
     assert any("**fixed 500-tweet slice of the WNUT-16 training file**" in item for item in items)
     assert any(item.startswith("Few-shot: trained on 100 sentences") for item in items)
-    assert limitations(run, wnut, ALL_MPNET_BASE_V2.hub_id)[0].startswith(
-        "The backbone is all-mpnet-base-v2: MPNet-base (12 layers × 768) tuned for **uncased**"
+    assert limitations(run, wnut, ALL_MPNET_BASE_V2.hub_id)[0] == (
+        "The backbone is all-mpnet-base-v2: MPNet-base (12 layers × 768) tuned for **uncased** sentence embeddings, "
+        "not an encoder tuned for NER. Casing, a strong cue for names, is lost."
     )
     unsized = limitations(fake_run(), wnut, None)
     assert not any("backbone is" in item for item in unsized)
@@ -264,3 +265,22 @@ def test_a_pinned_revision_is_said_to_be_the_commit_and_the_limitations_know_the
     assert 'revision = "main"  # pin a commit hash from this repo\'s history to fix the code you run' in unpinned
     minilm = render_model_card(run_dir, REPO_ID, base_model=BUNDLED_MINILM_HUB_ID).text
     assert "- The backbone is all-MiniLM-L6-v2: a small (6 layers × 384), **uncased**" in minilm
+
+
+@pytest.mark.parametrize(
+    "arguments, state, shown",
+    [
+        ({"bf16": True, "lora_r": 8, "lora_alpha": 16.0, "cache_backbone_features": True, "freeze_backbone": True},
+         {"global_step": 30, "max_steps": 30},
+         ("bf16", "8 / 16.0", "yes, run once per sentence without dropout (cached features)", "30 of 30")),
+        ({"fp16": True, "freeze_backbone": False}, {"global_step": 7}, ("fp16", "no", "false", "7")),
+        ({"seed": 1}, {"max_steps": 30}, ("fp32", "no", NOT_RECORDED, NOT_RECORDED)),  # flags recorded later
+        ({}, {}, (NOT_RECORDED, NOT_RECORDED, NOT_RECORDED, NOT_RECORDED)),  # no run_arguments.json
+    ],
+)  # fmt: skip
+def test_precision_lora_frozen_and_step_cells(arguments, state, shown):
+    """A run recorded before a flag existed must not read as using it ("not recorded" is a truthy string)."""
+    run = SimpleNamespace(arguments=arguments, trainer_state=state, metrics=lambda name: {}, config={})
+    rows = dict(training_rows(run, SimpleNamespace(name="data")))
+    lora = rows["LoRA on the backbone (rank / alpha, merged into the saved weights)"]
+    assert (rows["precision"], lora, rows["backbone frozen"], rows["optimizer steps"]) == shown

@@ -92,7 +92,7 @@ def training_rows(run: RunFolder, dataset: DatasetInfo) -> list[tuple[str, str]]
         else:
             warmup = f"ratio {args['warmup_ratio']}" if args.get("warmup_ratio") else "none"
     steps = state.get("global_step", NOT_RECORDED)
-    if state.get("max_steps"):
+    if state.get("max_steps") and "global_step" in state:
         steps = f"{steps} of {state['max_steps']}"
     runtime = train.get("train_runtime")
     precision = NOT_RECORDED
@@ -114,10 +114,12 @@ def training_rows(run: RunFolder, dataset: DatasetInfo) -> list[tuple[str, str]]
         ("schedule / warm-up", f"{_show(arg('lr_scheduler_type'))} / {warmup}"),
         ("optimizer / weight decay / max grad norm",
          f"{_show(arg('optim'))} / {_show(arg('weight_decay'))} / {_show(arg('max_grad_norm'))}"),
+        # Conditions read args.get (None when a run recorded before the flag existed), not arg's "not recorded".
         ("backbone frozen", "yes, run once per sentence without dropout (cached features)"
-         if arg("cache_backbone_features") else _show(arg("freeze_backbone"))),
+         if args.get("cache_backbone_features") else _show(arg("freeze_backbone"))),
         ("LoRA on the backbone (rank / alpha, merged into the saved weights)",
-         f"{_show(arg('lora_r'))} / {_show(arg('lora_alpha'))}" if arg("lora_r") else "no"),
+         f"{_show(arg('lora_r'))} / {_show(arg('lora_alpha'))}" if args.get("lora_r")
+         else "no" if args else NOT_RECORDED),
         ("max sequence length (sub-words)", _show(arg("max_seq_length"))),
         ("precision", precision),
         ("hardware", _show(arg("hardware"))),
@@ -167,13 +169,9 @@ def per_type_rows(run: RunFolder) -> tuple[str | None, list[dict]]:
             for key in metrics
             if key.endswith("_number")
             and key.startswith(prefix + "_")
-            # Runs before dwatt 0.2 listed every type of the label list, zeros for types absent from the split:
-            # a row of zeros with no gold entity says nothing, so it is left out.
-            and not (
-                metrics[key] == 0
-                and metrics.get(f"{key[: -len('_number')]}_f1", 0) == 0
-                and metrics.get(f"{key[: -len('_number')]}_precision", 0) == 0
-            )
+            # Runs before dwatt 0.2 listed every type of the label list, zeros for types absent from the split: a
+            # type with no gold entity has no true positive, so its scores are all 0 and its row says nothing.
+            and metrics[key] != 0
         )
         if types:
             return split, [

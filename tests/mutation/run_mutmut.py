@@ -102,9 +102,11 @@ class ModuleScore:
         return sum(self.counts[status] for status in KILLED)
 
     @property
-    def score(self) -> float:
-        judged = self.mutants - self.equivalent
-        return 100.0 * self.killed / judged if judged else 100.0
+    def score(self) -> float | None:
+        """Killed among the checked mutants not judged equivalent; None when none was checked. A run stopped early
+        (mutants "not checked") scores what it checked: the report's not-checked column says it is partial."""
+        judged = self.mutants - self.equivalent - self.counts["not checked"]
+        return 100.0 * self.killed / judged if judged > 0 else None
 
 
 def prepare(module: str, tests: list[str], root: Path) -> Path:
@@ -214,8 +216,8 @@ def report(scores: list[ModuleScore]) -> str:
         lines.append(
             f"| `{score.module.removeprefix('src/dwatt/')}` | {score.mutants} | {score.killed} | "
             f"{score.counts['survived']} | {score.counts['no tests']} | {score.counts['not checked']} | "
-            f"{score.equivalent} | {score.score:.1f} | "
-            f"{score.seconds:.0f} |"
+            f"{score.equivalent} | {'—' if score.score is None else f'{score.score:.1f}'} | "
+            f"{'—' if score.seconds != score.seconds else f'{score.seconds:.0f}'} |"  # NaN: not timed
         )
     return "\n".join(lines) + "\n"
 

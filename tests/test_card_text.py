@@ -284,3 +284,10 @@ def test_precision_lora_frozen_and_step_cells(arguments, state, shown):
     rows = dict(training_rows(run, SimpleNamespace(name="data")))
     lora = rows["LoRA on the backbone (rank / alpha, merged into the saved weights)"]
     assert (rows["precision"], lora, rows["backbone frozen"], rows["optimizer steps"]) == shown
+
+
+def test_epochs_are_rounded_and_the_fusion_rate_falls_back_to_the_learning_rate():
+    run = SimpleNamespace(arguments={"learning_rate": 1e-4}, trainer_state={"epoch": 2.33333}, metrics=lambda n: {},
+                          config={})  # fmt: skip
+    rows = dict(training_rows(run, SimpleNamespace(name="data")))
+    assert rows["epochs"] == "2.33" and rows["learning rate (fusion and head)"] == "0.0001"

@@ -516,6 +516,13 @@ class DWAttPreTrainedModel(PreTrainedModel):
     # fused states back in the backbone's dtype. Costs the fusion's parameters and activations in float32.
     _keep_in_fp32_modules_strict = ["fusion"]
 
+    def post_init(self):
+        # Only a fusion with weights is kept in float32 (last, mean and deeper have none), and transformers 4.x
+        # refuses a `_keep_in_fp32_modules_strict` entry the model lacks.
+        holds_fusion_weights = any(".fusion." in f".{name}" for name, _ in self.named_parameters())
+        self._keep_in_fp32_modules_strict = ["fusion"] if holds_fusion_weights else None
+        super().post_init()
+
     def _held_no_split_modules(self) -> list[str]:
         """The backbone's `_no_split_modules` (its layers) and the fusion blocks this model holds."""
         names = set(getattr(self.base_model.backbone, "_no_split_modules", None) or [])

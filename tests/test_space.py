@@ -7,22 +7,14 @@ import sys
 
 import pytest
 import yaml
-from test_hub import make_run
+from test_hub import run_dir  # noqa: F401  (the module-scoped run folder fixture)
 
 from dwatt.hub.space import WRITTEN, free_port, screenshot, write_space
 
 pytest.importorskip("gradio", reason="the Space's app needs gradio (pip install -e '.[dev]')")
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("space-run") / "tiny-dwatt"
-    folder.mkdir()
-    make_run(folder)
-    return folder
-
-
-def test_the_space_folder_and_its_card(run_dir, tmp_path):
+def test_the_space_folder_and_its_card(run_dir, tmp_path):  # noqa: F811
     written = write_space(run_dir, tmp_path / "space", revision="abc123")
     assert sorted(path.name for path in written) == sorted(WRITTEN)
     assert json.loads((tmp_path / "space" / "space.json").read_text()) == {"model": str(run_dir.resolve()),
@@ -34,7 +26,7 @@ def test_the_space_folder_and_its_card(run_dir, tmp_path):
     assert json.loads((tmp_path / "space" / "space.json").read_text())["model"] == "someone/dwatt-ner"
 
 
-def test_what_the_space_command_refuses(run_dir, tmp_path):
+def test_what_the_space_command_refuses(run_dir, tmp_path):  # noqa: F811
     with pytest.raises(ValueError, match="no such folder, and not a Hub repo id"):
         write_space(str(tmp_path / "missing" / "run"), tmp_path / "space")
     with pytest.raises(ValueError, match="no config.json"):
@@ -56,7 +48,7 @@ def test_what_the_space_command_refuses(run_dir, tmp_path):
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
 
 
-def test_the_app_through_its_api(run_dir, tmp_path, monkeypatch):
+def test_the_app_through_its_api(run_dir, tmp_path, monkeypatch):  # noqa: F811
     """Entities, heatmap and data for a sentence, as gradio_client gets them from the running server: every word
     has one weight per fused layer, summing to 1."""
     from gradio_client import Client
@@ -88,7 +80,7 @@ def test_the_app_through_its_api(run_dir, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium (Debian: apt install chromium)")
-def test_the_page_renders_in_headless_chromium(run_dir, tmp_path):
+def test_the_page_renders_in_headless_chromium(run_dir, tmp_path):  # noqa: F811
     """`python app.py` in the written folder, opened in Chromium: the title, the example sentence's words in the
     entity view and the heatmap are drawn (the PNG is the README's picture when made from the demo checkpoint)."""
     write_space(run_dir, tmp_path / "space")

@@ -511,13 +511,12 @@ class DWAttPreTrainedModel(PreTrainedModel):
     # Every class a model of this family may hold; each instance narrows it to what it holds (plus its
     # backbone's layers), since FSDP's transformer auto-wrap refuses a named class the model lacks.
     _no_split_modules = ["DWAttDepthAttention", "DWAttConcatFusion", "DWAttDeeperLayer"]
-    # Loaded with dtype=float16 or bfloat16, the fusion stays in float32 (its softmax over layers, its norms and
-    # the small layer weights lose precision in half); it reads the backbone's states in float32 and hands the
-    # fused states back in the backbone's dtype. Costs the fusion's parameters and activations in float32.
-    _keep_in_fp32_modules_strict = ["fusion"]
 
     def post_init(self):
-        # Only a fusion with weights is kept in float32 (last, mean and deeper have none), and transformers 4.x
+        # Loaded with dtype=float16 or bfloat16, the fusion stays in float32 (its softmax over layers, its norms and
+        # the small layer weights lose precision in half); it reads the backbone's states in float32 and hands the
+        # fused states back in the backbone's dtype. Costs the fusion's parameters and activations in float32.
+        # Listed only where the model holds fusion weights (last, mean and deeper have none): transformers 4.x
         # refuses a `_keep_in_fp32_modules_strict` entry the model lacks.
         holds_fusion_weights = any(".fusion." in f".{name}" for name, _ in self.named_parameters())
         self._keep_in_fp32_modules_strict = ["fusion"] if holds_fusion_weights else None

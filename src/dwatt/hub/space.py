@@ -85,6 +85,7 @@ def screenshot(folder: str | Path, image: str | Path, browser: str = "chromium",
     import os
     import subprocess
     import sys
+    import tempfile
     import time
     import urllib.request
 
@@ -96,8 +97,8 @@ def screenshot(folder: str | Path, image: str | Path, browser: str = "chromium",
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_ANALYTICS_ENABLED": "False"}
-    server = subprocess.Popen([sys.executable, "app.py"], cwd=folder, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    log = tempfile.TemporaryFile("w+")  # not a pipe: a pipe nobody reads fills up and stalls the server
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -106,7 +107,8 @@ def screenshot(folder: str | Path, image: str | Path, browser: str = "chromium",
                 break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{folder}/app.py did not serve {url}: {server.stdout.read()[-2000:]}") from None
+                    log.seek(0)
+                    raise RuntimeError(f"{folder}/app.py did not serve {url}: {log.read()[-2000:]}") from None
                 time.sleep(0.5)
         with sync_playwright() as playwright:
             page = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"]).new_page(
@@ -122,3 +124,4 @@ def screenshot(folder: str | Path, image: str | Path, browser: str = "chromium",
     finally:
         server.terminate()
         server.wait(timeout=30)
+        log.close()

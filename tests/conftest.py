@@ -1,6 +1,8 @@
 """Shared fixtures: offline, isolated caches, tiny random backbones of eight encoder families."""
 
+import logging
 import os
+import sys
 import tempfile
 
 # Before transformers is imported anywhere: no network, and remote-code modules in a throwaway cache.
@@ -11,6 +13,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoConfig  # noqa: E402
+
+
+def pytest_sessionstart(session):
+    """Point log handlers bound to a closed stream at this session's stderr. transformers binds its handler to the
+    sys.stderr of its first log call; when pytest runs twice in one interpreter (mutmut: a coverage pass, then the
+    clean run), that was the first session's capture, closed since, and every log record prints a
+    "--- Logging error ---" traceback into the output the tests read. (Not `setStream`: it flushes the closed
+    stream first; transformers also pins the handler's `flush` to that stream's, so that goes too.)"""
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", False):
+                handler.stream = sys.stderr
+                handler.__dict__.pop("flush", None)
+
 
 VOCAB = 99
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 37}

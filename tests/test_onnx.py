@@ -96,3 +96,32 @@ def test_the_file_runs_with_onnxruntime_and_numpy_alone_and_int8_stays_close(tin
     full = ort.InferenceSession(str(path)).run(None, inputs)[0]
     assert np.abs(quantised - full).max() < 0.1 * np.abs(full).max()  # close, not equal: weights in int8
     assert ort.InferenceSession(str(int8)).get_modelmeta().custom_metadata_map["fusion"] == "dwatt"
+
+
+def test_int8_can_keep_the_fusion_in_float32_and_quantise_the_rest(tiny_bert_dir, tmp_path):
+    import onnx
+    from transformers import AutoTokenizer
+
+    from dwatt.export import fusion_nodes
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    path = export_onnx(tiny(DWAttForTokenClassification, tiny_bert_dir, "dwatt"), tokenizer, tmp_path / "m.onnx").path
+    source = onnx.load(str(path))
+    fusion = fusion_nodes(source, path)
+
+    def quantised(file):  # (products in int8 inside the fusion, products in int8 in all)
+        names = [n.name for n in onnx.load(str(file)).graph.node if n.op_type == "MatMulInteger"]
+        return sum(name.startswith(tuple(fusion)) for name in names), len(names)  # named <source node>..._quant
+
+    in_fusion, in_all = quantised(quantize_int8(path))
+    kept_in_fusion, kept_in_all = quantised(quantize_int8(path, keep_fusion_float32=True))
+    assert in_fusion > 0 and kept_in_fusion == 0
+    assert kept_in_all == in_all - in_fusion  # the backbone and head are quantised as before
+    session = ort.InferenceSession(str(path.with_suffix(".int8-fusion-fp32.onnx")))
+    assert session.get_modelmeta().custom_metadata_map["quantized"] == "int8 dynamic; fusion in float32"
+
+    stripped = tmp_path / "foreign.onnx"
+    del source.metadata_props[:]
+    onnx.save(source, str(stripped))
+    with pytest.raises(ValueError, match=r"foreign.onnx has no 'fusion_scope' in its metadata"):
+        quantize_int8(stripped, keep_fusion_float32=True)

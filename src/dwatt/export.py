@@ -9,6 +9,7 @@ tokenizer's input names go into the file's metadata, so the file alone says what
 
 from __future__ import annotations
 
+import ast
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,8 @@ def export_onnx(model, tokenizer, output: str | Path, fusion_weights: bool = Fal
 
     Inputs are the tokenizer's (`input_ids`, `attention_mask` and `token_type_ids` where it makes them), int64,
     `[batch, sequence]`; outputs `logits` and, with `fusion_weights` (for fusions that have them), the per-token
-    weights over the fused layers. The file's metadata holds `id2label`, the fusion and the input names.
+    weights over the fused layers. The file's metadata holds `id2label`, the fusion, the input names and the
+    fusion's name scope in the graph (what `quantize_int8(..., keep_fusion_float32=True)` leaves alone).
     """
     import onnx
 
@@ -62,7 +64,7 @@ def export_onnx(model, tokenizer, output: str | Path, fusion_weights: bool = Fal
     inputs = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in sample]
     outputs = ["logits", "fusion_weights"] if fusion_weights else ["logits"]
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    wrapper = _ExportedHead(model, fusion_weights, "token_type_ids" in inputs)
+    wrapper = _ExportedHead(model, fusion_weights, "token_type_ids" in inputs).eval()
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
@@ -76,6 +78,9 @@ def export_onnx(model, tokenizer, output: str | Path, fusion_weights: bool = Fal
         "task": task,
         "fusion": model.config.fusion,
         "inputs": json.dumps(inputs),
+        # The exporter records each node's module path ("pkg.torch.onnx.name_scopes"); the wrapper holds the model
+        # as `model`, so the fusion's nodes carry this scope.
+        "fusion_scope": f"model.{model.base_model_prefix}.fusion",
         "exported_by": "dwatt.export.export_onnx",
     }
     proto = onnx.load(str(output))
@@ -84,16 +89,47 @@ def export_onnx(model, tokenizer, output: str | Path, fusion_weights: bool = Fal
     return ExportedModel(output, inputs, outputs, metadata)
 
 
-def quantize_int8(path: str | Path, output: str | Path | None = None) -> Path:
+def quantize_int8(path: str | Path, output: str | Path | None = None, keep_fusion_float32: bool = False) -> Path:
     """onnxruntime's dynamic quantisation: weights of the matrix products in int8, activations quantised on the
-    fly; written beside the file (`model.int8.onnx`) unless `output` is given. Metadata is kept."""
+    fly; written beside the file (`model.int8.onnx`, or `model.int8-fusion-fp32.onnx` with `keep_fusion_float32`)
+    unless `output` is given. `keep_fusion_float32` quantises the backbone and head only: the fusion's nodes (found
+    by the name scope `export_onnx` recorded) stay in float32. Metadata is kept, and says what was quantised."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     path = Path(path)
-    output = Path(output) if output is not None else path.with_suffix(".int8.onnx")
-    quantize_dynamic(str(path), str(output), weight_type=QuantType.QInt8)
-    source, quantised = onnx.load(str(path)), onnx.load(str(output))
-    onnx.helper.set_model_props(quantised, {prop.key: prop.value for prop in source.metadata_props})
+    suffix = ".int8-fusion-fp32.onnx" if keep_fusion_float32 else ".int8.onnx"
+    output = Path(output) if output is not None else path.with_suffix(suffix)
+    source = onnx.load(str(path))
+    metadata = {prop.key: prop.value for prop in source.metadata_props}
+    kept = fusion_nodes(source, path) if keep_fusion_float32 else []
+    quantize_dynamic(str(path), str(output), weight_type=QuantType.QInt8, nodes_to_exclude=kept)
+    quantised = onnx.load(str(output))
+    metadata["quantized"] = "int8 dynamic" + ("; fusion in float32" if keep_fusion_float32 else "")
+    onnx.helper.set_model_props(quantised, metadata)
     onnx.save(quantised, str(output))
     return output
+
+
+def fusion_nodes(proto, path: Path) -> list[str]:
+    """The names of the nodes inside the fusion module of a file written by `export_onnx`."""
+    scope = next((prop.value for prop in proto.metadata_props if prop.key == "fusion_scope"), None)
+    if scope is None:
+        raise ValueError(
+            f"{path} has no 'fusion_scope' in its metadata: it was not written by dwatt.export.export_onnx (or by an "
+            "older version); export it again to keep its fusion in float32"
+        )
+    nodes = [node for node in proto.graph.node if scope in _name_scopes(node)]
+    # quantize_dynamic first rewrites each Gemm as MatMul + Add, naming the MatMul "<Gemm's name>_MatMul"
+    # (onnxruntime/quantization/onnx_model.py, replace_gemm_with_matmul); exclusion is by name, after that step.
+    names = [node.name for node in nodes] + [f"{node.name}_MatMul" for node in nodes if node.op_type == "Gemm"]
+    if not nodes:
+        raise ValueError(f"{path}: no node lies in the fusion's scope {scope!r}; expected the fusion's operations")
+    return names
+
+
+def _name_scopes(node) -> list[str]:
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            return ast.literal_eval(prop.value)  # written as a Python list literal by torch.onnx
+    return []

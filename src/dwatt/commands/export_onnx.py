@@ -3,6 +3,7 @@
     dwatt export-onnx outputs/my-ner --output outputs/my-ner/model.onnx
     dwatt export-onnx outputs/my-ner --output model.onnx --fusion_weights   # the per-token layer weights too
     dwatt export-onnx outputs/my-ner --output model.onnx --int8             # and model.int8.onnx beside it
+    dwatt export-onnx outputs/my-ner --output model.onnx --int8 --keep_fusion_float32   # model.int8-fusion-fp32.onnx
 
 The file runs with onnxruntime and numpy alone: inputs are the tokenizer's (int64 [batch, sequence]), outputs the
 logits (and the fusion weights); its metadata holds id2label. The tokenizer stays in the checkpoint folder.
@@ -23,8 +24,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--output", required=True, help="the .onnx file to write")
     parser.add_argument("--fusion_weights", action="store_true", help="also output the per-token fusion weights")
     parser.add_argument("--int8", action="store_true", help="also write a dynamically quantised int8 copy")
+    parser.add_argument(
+        "--keep_fusion_float32",
+        action="store_true",
+        help="with --int8: quantise the backbone and head only, the fusion stays in float32",
+    )
     parser.add_argument("--opset", type=int, default=18)
     args = parser.parse_args(argv)
+    if args.keep_fusion_float32 and not args.int8:
+        parser.error("--keep_fusion_float32 changes the int8 copy; add --int8")
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
 
     from ..modeling_dwatt import DWAttPreTrainedModel
@@ -39,4 +47,4 @@ def main(argv: list[str]) -> None:
                            args.opset)  # fmt: skip
     print(f"written: {exported.path} (inputs {', '.join(exported.inputs)}; outputs {', '.join(exported.outputs)})")
     if args.int8:
-        print(f"written: {quantize_int8(exported.path)}")
+        print(f"written: {quantize_int8(exported.path, keep_fusion_float32=args.keep_fusion_float32)}")

@@ -139,6 +139,9 @@ def test_the_other_fusions_knobs_reach_their_modules(tiny_bert_dir):
     assert isinstance(mix.fusion, DWAttScalarMix) and mix.fusion.layer_norm is True
     concat = built("--fusion", "concat", "--fusion_layers", "1,2")
     assert isinstance(concat.fusion, DWAttConcatFusion) and concat.fusion.layer_indices == [1, 2]
+    assert concat.fusion.layer_norm is False  # BERT is post-LN: fusion_layer_norm's default is off
+    for fusion in ("concat", "scalar_mix", "mean"):
+        assert built("--fusion", fusion, "--fusion_layer_norm", "true").fusion.layer_norm is True
 
 
 CLASSIFICATION_TYPES = (ModelArguments, ClassificationDataArguments, TrainingArguments)
@@ -218,7 +221,7 @@ PROBED = {
     ModelArguments: {
         "model_name_or_path", "fusion", "fusion_layers", "dwatt_scale", "dwatt_pos_dim", "dwatt_query_ratio",
         "dwatt_value_ratio", "dwatt_recompute_values", "fusion_dropout", "fusion_init", "scalar_mix_layer_norm",
-        "deeper_num_layers", "deeper_intermediate_size", "classifier_dropout", "freeze_backbone",
+        "fusion_layer_norm", "deeper_num_layers", "deeper_intermediate_size", "classifier_dropout", "freeze_backbone",
         "cache_backbone_features", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
         "fusion_learning_rate", "revision", "trust_remote_code", "ignore_mismatched_sizes",
     },

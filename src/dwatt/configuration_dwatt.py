@@ -15,6 +15,14 @@ FUSION_INITS = ("paper", "identity")
 # "identity" zeroes a residual branch; only these fusions have one ("last" is the identity already).
 FUSIONS_WITH_IDENTITY_INIT = ("dwatt", "concat", "last")
 DWATT_SCALES = ("none", "sqrt_d")
+# Fusions that mix the hidden states as they come (DWAtt normalises each layer in its value path).
+FUSIONS_OF_RAW_STATES = ("concat", "scalar_mix", "mean")
+# Backbones whose intermediate hidden states are the un-normalised residual stream (pre-LN: the norm sits at the
+# start of each block, and only the last state gets a final norm), so a state's scale grows with its depth.
+# BERT-style post-LN encoders (BERT, RoBERTa, XLM-R, ELECTRA, DeBERTa, MPNet, DistilBERT, ALBERT) normalise
+# every layer's output and are not listed.
+PRE_LN_MODEL_TYPES = ("modernbert", "eurobert", "neobert", "gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma",
+                      "gemma2", "gemma3", "gemma3_text", "phi3", "olmo", "olmo2")  # fmt: skip
 
 # Written into every saved config so any Auto class opens any checkpoint, whichever head saved it.
 DWATT_AUTO_MAP = {
@@ -87,6 +95,27 @@ def resolve_fusion_layers(fusion_layers, num_hidden_layers: int) -> list[int]:
     return sorted(resolved)
 
 
+def is_pre_ln(backbone_config) -> bool:
+    """Whether the backbone's intermediate hidden states are un-normalised (pre-LN), by its `model_type`."""
+    return getattr(backbone_config, "model_type", None) in PRE_LN_MODEL_TYPES
+
+
+def _resolve_fusion_layer_norm(value, scalar_mix_layer_norm, fusion: str, backbone_config, saved: bool) -> bool:
+    for field, given in (("fusion_layer_norm", value), ("scalar_mix_layer_norm", scalar_mix_layer_norm)):
+        if given is not None and not isinstance(given, bool):
+            raise ValueError(f"DWAttConfig.{field}={given!r} is not valid; expected true or false")
+    if scalar_mix_layer_norm and value is False:
+        raise ValueError(
+            "DWAttConfig: scalar_mix_layer_norm=True and fusion_layer_norm=False; expected one setting (the first is "
+            "the older name of fusion_layer_norm=True)"
+        )
+    if value is not None:
+        return value
+    if saved:  # written before fusion_layer_norm existed: only a scalar mix could normalise, and only when asked
+        return bool(scalar_mix_layer_norm) and fusion == "scalar_mix"
+    return bool(scalar_mix_layer_norm) or is_pre_ln(backbone_config)
+
+
 class DWAttConfig(PretrainedConfig):
     r"""Configuration of a pretrained encoder (`backbone_config`) topped by a layer fusion.
 
@@ -112,7 +141,13 @@ class DWAttConfig(PretrainedConfig):
         fusion_dropout (`float`, defaults to 0.0): probability of dropping a fused layer per token in training.
         fusion_init (`str`, defaults to `"paper"`): `"paper"` or `"identity"` (the model starts exactly as the
             unmodified backbone; dwatt and concat only).
-        scalar_mix_layer_norm (`bool`, defaults to `False`): layer-normalise each layer before a scalar mix.
+        fusion_layer_norm (`bool`, *optional*): layer-normalise each fused hidden state (no parameters) before
+            `concat`, `scalar_mix` or `mean` mixes it, so no layer weighs in by its scale alone. `None` chooses by the
+            backbone's architecture: `True` for pre-LN backbones (`PRE_LN_MODEL_TYPES`, e.g. ModernBERT, whose
+            intermediate states are the raw residual stream), `False` for post-LN ones (BERT, RoBERTa, ...). The
+            resolved value is saved; a checkpoint saved before this option keeps what it was trained with.
+        scalar_mix_layer_norm (`bool`, defaults to `False`): the older name of `fusion_layer_norm=True` (AllenNLP's
+            `do_layer_norm`); `True` sets it.
         deeper_num_layers, deeper_intermediate_size (`int`, *optional*): shape of the `"deeper"` baseline;
             `None` matches DWAtt's parameter budget when the model is built (the resolved values are saved).
         classifier_dropout (`float`, *optional*): dropout before the heads; defaults to the backbone's.
@@ -135,6 +170,7 @@ class DWAttConfig(PretrainedConfig):
         dwatt_recompute_values: bool = True,
         fusion_dropout: float = 0.0,
         fusion_init: str = "paper",
+        fusion_layer_norm: bool | None = None,
         scalar_mix_layer_norm: bool = False,
         deeper_num_layers: int | None = None,
         deeper_intermediate_size: int | None = None,
@@ -189,6 +225,9 @@ class DWAttConfig(PretrainedConfig):
         ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"DWAttConfig.{field}={value!r} is not valid; expected None or a positive integer")
+        fusion_layer_norm = _resolve_fusion_layer_norm(
+            fusion_layer_norm, scalar_mix_layer_norm, fusion, backbone_config, saved="transformers_version" in kwargs
+        )
         if isinstance(fusion_layers, (list, tuple)):  # numpy integers become ints (JSON can store them)
             fusion_layers = [_as_int(index) for index in fusion_layers]
         resolve_fusion_layers(fusion_layers, backbone_config.num_hidden_layers)
@@ -217,6 +256,7 @@ class DWAttConfig(PretrainedConfig):
         self.dwatt_recompute_values = dwatt_recompute_values
         self.fusion_dropout = fusion_dropout
         self.fusion_init = fusion_init
+        self.fusion_layer_norm = fusion_layer_norm
         self.scalar_mix_layer_norm = scalar_mix_layer_norm
         self.deeper_num_layers = deeper_num_layers
         self.deeper_intermediate_size = deeper_intermediate_size

@@ -64,7 +64,14 @@ KNOBS: dict[str, Knob] = {
         Knob("dwatt_recompute_values", bool, "Recompute DWAtt's value MLPs in backward: less memory, more FLOPs."),
         Knob("fusion_dropout", float, "Probability of dropping a fused layer per token in training."),
         Knob("fusion_init", str, "'paper', or 'identity': start exactly as the backbone.", choices=FUSION_INITS),
-        Knob("scalar_mix_layer_norm", bool, "Layer-normalise each layer before the scalar mix."),
+        Knob(
+            "fusion_layer_norm",
+            bool,
+            "Layer-normalise each fused state before concat, scalar_mix or mean "
+            "(default: by the backbone, true for pre-LN ones such as ModernBERT).",
+            optional=True,
+        ),
+        Knob("scalar_mix_layer_norm", bool, "Older name of --fusion_layer_norm true."),
         Knob("deeper_num_layers", int, "Layers of the 'deeper' baseline (default: matched to DWAtt).", optional=True),
         Knob(
             "deeper_intermediate_size",
@@ -118,7 +125,7 @@ CATALOGUE: dict[str, Fusion] = {
             "concatenation of layers",
             "Concatenation fusion (the paper's Concat baseline): h = z_L + W_C·LN([z_0; …; z_L]), a projection of "
             "all fused hidden states of a token, added to the last layer; the classifier reads h.",
-            ("fusion_layers", "fusion_dropout", "fusion_init"),
+            ("fusion_layers", "fusion_layer_norm", "fusion_dropout", "fusion_init"),
             per_token_weights=False,
             identity_init=True,
         ),
@@ -127,7 +134,7 @@ CATALOGUE: dict[str, Fusion] = {
             "ELMo-style scalar mix",
             "Scalar mix (ELMo / AllenNLP): h = γ·Σ_n softmax(s)_n·z_n with one learned scalar per fused layer, the "
             "same for every token; the classifier reads h.",
-            ("fusion_layers", "scalar_mix_layer_norm", "fusion_dropout"),
+            ("fusion_layers", "fusion_layer_norm", "scalar_mix_layer_norm", "fusion_dropout"),
             per_token_weights=False,
             identity_init=False,
         ),
@@ -135,7 +142,7 @@ CATALOGUE: dict[str, Fusion] = {
             "mean",
             "mean of layers",
             "Mean fusion: h is the plain average of the fused hidden states (no parameters); the classifier reads h.",
-            ("fusion_layers", "fusion_dropout"),
+            ("fusion_layers", "fusion_layer_norm", "fusion_dropout"),
             per_token_weights=False,
             identity_init=False,
         ),

@@ -340,11 +340,16 @@ class DWAttDepthAttention(DWAttLayerFusion):
 
 
 class DWAttConcatFusion(DWAttLayerFusion):
-    """Concat: h = z_L + W_C LN([z_0; ...; z_L]). A masked or dropped layer's block is zeroed after the LN; layer
-    dropout rescales the kept blocks so the expected output is the eval output."""
+    """Concat: h = z_L + W_C LN([z_0; ...; z_L]), with `layer_norm` each z_n layer-normalised first (no parameters).
+    A masked or dropped layer's block is zeroed after the LN; layer dropout rescales the kept blocks so the
+    expected output is the eval output."""
 
-    def __init__(self, hidden_size: int, layer_indices: list[int], layer_norm_eps: float = 1e-12, fusion_dropout=0.0):
+    def __init__(self, hidden_size: int, layer_indices: list[int], layer_norm_eps: float = 1e-12, fusion_dropout=0.0,
+                 layer_norm: bool = False):  # fmt: skip
         super().__init__(layer_indices, fusion_dropout)
+        # One LN over the whole concatenation leaves the blocks' relative scales as they were: a deep pre-LN state
+        # 50x the embeddings' norm would still take the LN's statistics and squash the others.
+        self.layer_norm = layer_norm
         concat_size = hidden_size * len(layer_indices)
         self.norm = nn.LayerNorm(concat_size, eps=layer_norm_eps)
         # Own parameters rather than an nn.Linear so `fusion_init="identity"` can zero them in _init_weights.
@@ -353,6 +358,8 @@ class DWAttConcatFusion(DWAttLayerFusion):
 
     def forward(self, hidden_states, layer_mask=None):
         stacked, last = self.stack(hidden_states)
+        if self.layer_norm:
+            stacked = F.layer_norm(stacked, stacked.shape[-1:], eps=self.norm.eps)
         normed = self.norm(stacked.flatten(-2)).view_as(stacked)
         if layer_mask is not None:
             normed = normed * layer_mask.to(normed.device, normed.dtype).view(1, 1, -1, 1)
@@ -387,7 +394,12 @@ class DWAttScalarMix(DWAttLayerFusion):
 
 
 class DWAttMeanFusion(DWAttLayerFusion):
-    """Plain average of the fused layers (flair's `layer_mean`)."""
+    """Plain average of the fused layers (flair's `layer_mean`), with `layer_norm` of the layer-normalised ones."""
+
+    def __init__(self, layer_indices: list[int], fusion_dropout=0.0, layer_norm: bool = False, layer_norm_eps=1e-12):
+        super().__init__(layer_indices, fusion_dropout)
+        self.layer_norm = layer_norm
+        self.layer_norm_eps = layer_norm_eps
 
     def forward(self, hidden_states, layer_mask=None):
         last = hidden_states[-1]
@@ -396,7 +408,7 @@ class DWAttMeanFusion(DWAttLayerFusion):
             keep = torch.ones(1, 1, self.num_fused_layers, dtype=torch.bool, device=last.device)
         keep = keep.expand(*last.shape[:-1], -1).to(last.dtype)
         weights = keep / keep.sum(dim=-1, keepdim=True)
-        return self.weighted_sum(hidden_states, weights), weights
+        return self.weighted_sum(hidden_states, weights, self.layer_norm_eps if self.layer_norm else None), weights
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -453,12 +465,14 @@ def build_fusion(config: DWAttConfig, fusion: str | None = None) -> DWAttLayerFu
             fusion_dropout=config.fusion_dropout,
             recompute_values=config.dwatt_recompute_values,
         )
+    # A config object made before fusion_layer_norm existed (pickled, or built by hand) normalises nothing.
+    layer_norm = getattr(config, "fusion_layer_norm", False) or False
     if fusion == "concat":
-        return DWAttConcatFusion(backbone.hidden_size, layers, eps, config.fusion_dropout)
+        return DWAttConcatFusion(backbone.hidden_size, layers, eps, config.fusion_dropout, layer_norm)
     if fusion == "scalar_mix":
-        return DWAttScalarMix(layers, config.scalar_mix_layer_norm, eps, config.fusion_dropout)
+        return DWAttScalarMix(layers, layer_norm, eps, config.fusion_dropout)
     if fusion == "mean":
-        return DWAttMeanFusion(layers, config.fusion_dropout)
+        return DWAttMeanFusion(layers, config.fusion_dropout, layer_norm, eps)
     return None
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..assets import ALL_MPNET_BASE_V2, BUNDLED_MINILM_HUB_ID, BUNDLED_MINILM_LICENSE, INSTALLABLE
-from ..configuration_dwatt import DWAttConfig
+from ..configuration_dwatt import FUSIONS_OF_RAW_STATES, DWAttConfig, is_pre_ln
 from ..experiments.budget import fusion_budget
 from ..fusions import CATALOGUE, KNOBS
 from .analysis_summary import LayerAnalysisSummary
@@ -71,7 +71,20 @@ def parameter_rows(run: RunFolder, config: DWAttConfig) -> tuple[list[tuple[str,
     knob_text = ", ".join(f"`{name}={getattr(config, name)!r}`" for name in CATALOGUE[config.fusion].knobs)
     if knob_text:
         note += f" Settings: {knob_text}."
-    return rows, note
+    return rows, note + layer_norm_sentence(config)
+
+
+def layer_norm_sentence(config: DWAttConfig) -> str:
+    """For a fusion of raw hidden states: whether they are normalised per layer, and whether that is the default
+    for this backbone's layer-norm placement. Empty for the other fusions."""
+    if config.fusion not in FUSIONS_OF_RAW_STATES:
+        return ""
+    backbone = config.backbone_config.model_type
+    placement = "pre-LN (raw residual stream between layers)" if is_pre_ln(config.backbone_config) else "post-LN"
+    normalised = bool(getattr(config, "fusion_layer_norm", False))
+    how = "layer-normalised one by one before they are mixed" if normalised else "mixed as the backbone gives them"
+    chosen = "the default" if normalised == is_pre_ln(config.backbone_config) else "not the default"
+    return f" The fused hidden states are {how}: {chosen} for a {placement} backbone ({backbone})."
 
 
 def training_rows(run: RunFolder, dataset: DatasetInfo) -> list[tuple[str, str]]:

@@ -241,6 +241,7 @@ class LayerAnalysis:
     first_k_from_full_pass: bool = False
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # ΔF1 vs full, 95% paired bootstrap
     timing: TimingResult | None = None
+    weighted: str = ""  # what the fusion weights multiply, in words (normalised states or raw ones)
 
     @property
     def ablated_layers(self) -> list[int]:
@@ -265,6 +266,19 @@ class LayerAnalysis:
 
 def _argmax_ids(logits: torch.Tensor) -> np.ndarray:
     return logits.argmax(dim=-1).cpu().numpy()
+
+
+def weighted_states(config) -> str:
+    """What a fusion's weights multiply, said plainly: a weight read off raw states of a pre-LN backbone also
+    carries the state's norm, which grows with depth."""
+    if config.fusion == "dwatt":
+        return "each layer's value v_n, layer-normalised in DWAtt's value path"
+    if config.fusion not in ("scalar_mix", "mean"):
+        return ""
+    if getattr(config, "fusion_layer_norm", False):
+        return "the layer-normalised hidden states (`fusion_layer_norm=true`): the weights compare layers on one scale"
+    return ("the hidden states as the backbone gives them (`fusion_layer_norm=false`): a layer's share of the fused "
+            "state is its weight times its norm, and the norms are not equal across layers")  # fmt: skip
 
 
 def analyze_layers(
@@ -391,6 +405,7 @@ def analyze_layers(
         metrics=metrics,
         entity_counts=counts,
         first_k_from_full_pass=bool(prefixes) and bool(prefix_is_exact),
+        weighted=weighted_states(model.config),
     )
     for name in metrics:
         if name != FULL and bootstrap_samples:

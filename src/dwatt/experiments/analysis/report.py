@@ -176,6 +176,7 @@ def write_report(
             "The fusion weights of each sub-word token (`output_fusion_weights=True`) are averaged over the pieces "
             "of each word (the tokenizer's `word_ids`), so each word's weights still sum to 1. Columns are the fused "
             "hidden states (0 = embedding output, L = last layer); the largest weight of each row is in bold."
+            + (f" The weights multiply {result.weighted}." if result.weighted else "")
         )
         sentences = pick_heatmap_sentences(result, num_heatmaps)
         if sentences:

@@ -8,6 +8,7 @@ tests that exercise it (`make mutation`; not part of `make test`).
     .venv/bin/python tests/mutation/run_mutmut.py --root /tmp/before   # another checkout's code and tests
     .venv/bin/python tests/mutation/run_mutmut.py --collect            # one report of the last run of each module
     .venv/bin/python tests/mutation/run_mutmut.py --only card --rescore   # score a finished run again
+    .venv/bin/python tests/mutation/run_mutmut.py --only card --recheck   # its survivors again, on today's tests
 
 Why mutmut (3.x) rather than cosmic-ray: mutmut forks each mutant's test run from a process that has already
 imported torch and transformers and run the tests once, and runs only the tests that reached the mutated
@@ -59,11 +60,11 @@ MODULES: dict[str, list[str]] = {  # smallest first: a partial run still covers 
     ],
     "src/dwatt/tasks/runner.py": [
         "tests/test_regimes.py", "tests/test_flags.py", "tests/test_misuse.py", "tests/test_reliability.py",
-        "tests/test_run_ner.py", "tests/test_faults.py", "tests/test_lora.py",
+        "tests/test_run_ner.py", "tests/test_faults.py", "tests/test_lora.py", "tests/test_runner.py",
     ],
     "src/dwatt/configuration_dwatt.py": [
         "tests/test_config.py", "tests/test_reliability.py", "tests/test_fusions.py", "tests/test_catalogue.py",
-        "tests/test_legacy_checkpoints.py",
+        "tests/test_legacy_checkpoints.py", "tests/test_layer_norm.py",
     ],
     "src/dwatt/hub/card.py": ["tests/test_card_text.py", "tests/test_hub.py", "tests/test_reliability.py"],
     "src/dwatt/experiments/sweep/summary.py": ["tests/test_stats.py", "tests/test_sweep.py",
@@ -72,7 +73,7 @@ MODULES: dict[str, list[str]] = {  # smallest first: a partial run still covers 
         "tests/test_fusions.py", "tests/test_reference.py", "tests/test_heads_and_precision.py",
         "tests/test_properties.py", "tests/test_performance.py", "tests/test_regimes.py", "tests/test_config.py",
         "tests/test_frozen_features.py", "tests/test_reliability.py", "tests/test_legacy_checkpoints.py",
-        "tests/test_backbone.py", "tests/test_lora.py", "tests/test_misuse.py",
+        "tests/test_backbone.py", "tests/test_lora.py", "tests/test_misuse.py", "tests/test_layer_norm.py",
     ],
 }  # fmt: skip
 #: The hub pair is copied next to checkpoints that tests load in a fresh interpreter (remote code): mutated, it
@@ -145,11 +146,13 @@ def _toml(value) -> str:
     return "'" + str(value).replace("'", "''") + "'" if "\\" in str(value) else '"' + str(value) + '"'
 
 
-def run_module(module: str, tests: list[str], children: int, root: Path = ROOT) -> ModuleScore:
+def run_module(module: str, tests: list[str], children: int, root: Path = ROOT,
+               only: list[str] | None = None) -> ModuleScore:  # fmt: skip
+    """Mutate `module` and run its tests against every mutant (or only the mutants named in `only`)."""
     folder = prepare(module, tests, root)
     started = time.perf_counter()
     mutmut = Path(sys.executable).with_name("mutmut")
-    completed = subprocess.run([str(mutmut), "run", "--max-children", str(children)], cwd=folder,
+    completed = subprocess.run([str(mutmut), "run", "--max-children", str(children), *(only or [])], cwd=folder,
                                env={**os.environ, **MUTMUT_ENV}, capture_output=True, text=True)  # fmt: skip
     seconds = time.perf_counter() - started
     log = folder / "mutmut-run.log"
@@ -157,6 +160,21 @@ def run_module(module: str, tests: list[str], children: int, root: Path = ROOT) 
     if completed.returncode:  # e.g. the tests fail on the unmutated code: no mutant is checked, none is killed
         print(f"{module}: mutmut exited with {completed.returncode}; see {log}", file=sys.stderr, flush=True)
     return score_module(module, folder, seconds)
+
+
+def recheck_module(module: str, tests: list[str], children: int) -> ModuleScore:
+    """Run the last run's surviving (and unreached) mutants again on the current tests; the others keep their
+    status. The module's source must be the one that run mutated (mutant names are numbered within it)."""
+    folder = WORK / Path(module).stem
+    before = dict(re.findall(r"^(\S+): (.+)$", (folder / "statuses.txt").read_text(), re.M))
+    if (folder / module).read_bytes() != (ROOT / module).read_bytes():
+        raise SystemExit(f"{module} changed since its last mutation run: run it again in full (no --recheck)")
+    previous = json.loads((folder / SCORE_FILE).read_text())
+    again = sorted(name for name, status in before.items() if status in ("survived", "no tests"))
+    score = run_module(module, tests, children, only=again)
+    now = dict(re.findall(r"^(\S+): (.+)$", (folder / "statuses.txt").read_text(), re.M))
+    merged = {**before, **{name: now[name] for name in again}}
+    return write_score(module, folder, merged, previous["seconds"] + score.seconds)
 
 
 def score_module(module: str, folder: Path, seconds: float) -> ModuleScore:
@@ -167,6 +185,10 @@ def score_module(module: str, folder: Path, seconds: float) -> ModuleScore:
     statuses = dict(re.findall(r"^\s*(\S+): (.+)$", results.stdout, re.M))
     prefix = module.removeprefix("src/").removesuffix(".py").replace("/", ".") + "."
     statuses = {name: status for name, status in statuses.items() if name.startswith(prefix)}
+    return write_score(module, folder, statuses, seconds)
+
+
+def write_score(module: str, folder: Path, statuses: dict[str, str], seconds: float) -> ModuleScore:
     equivalent = check_equivalents(folder, module, statuses)
     (folder / "statuses.txt").write_text("".join(f"{name}: {status}\n" for name, status in sorted(statuses.items())))
     score = ModuleScore(module, Counter(statuses.values()), equivalent, seconds)
@@ -235,9 +257,19 @@ def main() -> None:
         action="store_true",
         help="run nothing: score the --only modules' last runs again (after equivalent.toml changed)",
     )
+    parser.add_argument("--recheck", action="store_true",
+                        help="run the --only modules' surviving mutants again on the current tests")  # fmt: skip
     args = parser.parse_args()
     wanted = set(args.only.split(",")) if args.only else None
     scores = []
+    if args.recheck:
+        if not wanted:
+            parser.error("--recheck needs --only (the modules whose survivors to run again)")
+        for module, tests in MODULES.items():
+            if Path(module).stem in wanted:
+                scores.append(recheck_module(module, tests, args.children))
+                print(report(scores[-1:]).splitlines()[-1], flush=True)
+        args.collect = True
     if args.rescore:
         for module in MODULES:
             folder = WORK / Path(module).stem

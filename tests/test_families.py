@@ -31,3 +31,18 @@ def test_run_ner_on_every_family_with_its_real_tokenizer(family, tmp_path):
     assert len(lines) == 12 and all(len(row.split()) == 3 for sentence in lines for row in sentence.splitlines())
     model = DWAttForTokenClassification.from_pretrained(tmp_path / "run")
     assert model.config.backbone_config.model_type == family
+
+
+def test_no_family_returns_only_the_requested_hidden_states_yet(backbone_type):
+    """transformers 5.25 takes `output_hidden_states=[...]` as True and returns every state, for every family
+    (only TimmWrapper honours a list), so DWAttModel asks for all and fuses the ones it needs. When this fails,
+    a family returns a subset: request only the fused layers from it (less memory at inference and frozen)."""
+    import torch
+    from conftest import tiny_backbone_config
+    from transformers import AutoModel
+
+    config = tiny_backbone_config(backbone_type)
+    model = AutoModel.from_config(config).eval()
+    with torch.no_grad():
+        states = model(input_ids=torch.randint(4, 90, (1, 6)), output_hidden_states=[0, 2]).hidden_states
+    assert len(states) == config.num_hidden_layers + 1

@@ -163,14 +163,15 @@ def run_module(module: str, tests: list[str], children: int, root: Path = ROOT,
 
 
 def recheck_module(module: str, tests: list[str], children: int) -> ModuleScore:
-    """Run the last run's surviving (and unreached) mutants again on the current tests; the others keep their
-    status. The module's source must be the one that run mutated (mutant names are numbered within it)."""
+    """Run the last run's surviving, unreached and unchecked (a stopped run) mutants again on the current tests; the
+    others keep their status. The module's source must be the one that run mutated (mutant names are numbered
+    within it)."""
     folder = WORK / Path(module).stem
     before = dict(re.findall(r"^(\S+): (.+)$", (folder / "statuses.txt").read_text(), re.M))
     if (folder / module).read_bytes() != (ROOT / module).read_bytes():
         raise SystemExit(f"{module} changed since its last mutation run: run it again in full (no --recheck)")
     previous = json.loads((folder / SCORE_FILE).read_text())
-    again = sorted(name for name, status in before.items() if status in ("survived", "no tests"))
+    again = sorted(name for name, status in before.items() if status in ("survived", "no tests", "not checked"))
     score = run_module(module, tests, children, only=again)
     now = dict(re.findall(r"^(\S+): (.+)$", (folder / "statuses.txt").read_text(), re.M))
     merged = {**before, **{name: now[name] for name in again}}
@@ -258,7 +259,7 @@ def main() -> None:
         help="run nothing: score the --only modules' last runs again (after equivalent.toml changed)",
     )
     parser.add_argument("--recheck", action="store_true",
-                        help="run the --only modules' surviving mutants again on the current tests")  # fmt: skip
+                        help="run the --only modules' not-killed mutants again on the current tests")  # fmt: skip
     args = parser.parse_args()
     wanted = set(args.only.split(",")) if args.only else None
     scores = []

@@ -125,3 +125,11 @@ def test_int8_can_keep_the_fusion_in_float32_and_quantise_the_rest(tiny_bert_dir
     onnx.save(source, str(stripped))
     with pytest.raises(ValueError, match=r"foreign.onnx has no 'fusion_scope' in its metadata"):
         quantize_int8(stripped, keep_fusion_float32=True)
+
+
+def test_keeping_the_fusion_in_float32_without_int8_is_refused(capsys, tmp_path):
+    from dwatt.cli import main
+
+    with pytest.raises(SystemExit) as exit:
+        main(["export-onnx", str(tmp_path), "--output", str(tmp_path / "m.onnx"), "--keep_fusion_float32"])
+    assert exit.value.code == 2 and "--keep_fusion_float32 changes the int8 copy; add --int8" in capsys.readouterr().err

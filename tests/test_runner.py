@@ -1,10 +1,12 @@
 """The run skeleton's decisions, one function at a time (dwatt.tasks.runner): which checkpoint is continued and
 which fusion flags it refuses. The end-to-end runs are in test_run_ner.py and test_reliability.py."""
 
+import json
+import logging
 from types import SimpleNamespace
 
 import pytest
-from conftest import tiny_backbone_config
+from conftest import parse_run_args, tiny_backbone_config
 
 from dwatt import DWAttConfig, DWAttForTokenClassification
 from dwatt.tasks import runner
@@ -50,3 +52,39 @@ def test_a_dwatt_checkpoint_is_told_from_a_plain_encoder_with_the_hub_arguments(
                         lambda *args, **kwargs: asked.append((args, kwargs)) or real(*args))  # fmt: skip
     assert runner.is_dwatt_checkpoint(str(tiny_bert_dir), revision="v1", trust_remote_code=False) is False
     assert asked == [((str(tiny_bert_dir),), {"revision": "v1", "trust_remote_code": False})]
+
+
+def test_a_finished_run_records_its_arguments_and_metrics_and_resumes_only_training(tiny_bert_dir, tmp_path, caplog):
+    """One tiny run inside the test (not a shared fixture, so mutmut sees which test reaches train_and_save)."""
+    from transformers import TrainingArguments
+
+    from dwatt.tasks.ner import NerDataArguments, run_ner
+
+    output = tmp_path / "run"
+    run_ner(*parse_run_args((ModelArguments, NerDataArguments, TrainingArguments), [
+        "--model_name_or_path", str(tiny_bert_dir), "--output_dir", str(output), "--few_shot_k", "8",
+        "--few_shot_seed", "3", "--freeze_backbone", "--do_train", "--max_steps", "2", "--learning_rate", "3e-4",
+        "--save_strategy", "steps", "--save_steps", "2", "--max_seq_length", "8", "--report_to", "none", "--use_cpu",
+    ]))  # fmt: skip
+    recorded = json.loads((output / "run_arguments.json").read_text())
+    assert recorded["freeze_backbone"] is True and "base_model" in recorded  # from the model arguments
+    assert (recorded["few_shot_k"], recorded["few_shot_seed"]) == (8, 3)  # the data arguments
+    assert (recorded["max_steps"], recorded["learning_rate"]) == (2, 3e-4)  # the training arguments
+    train = json.loads((output / "train_results.json").read_text())
+    assert train["train_samples"] == 8 and train["train_truncated_sentences"] > 0  # the task's own metric kept
+    assert isinstance(train["train_wall_seconds"], float) and train["train_wall_seconds"] == round(
+        train["train_wall_seconds"], 1
+    )
+
+    def resumes(folder, do_train=True):
+        return runner.checkpoint_to_resume(
+            TrainingArguments(output_dir=str(folder), do_train=do_train, report_to="none", use_cpu=True)
+        )
+
+    with caplog.at_level(logging.INFO, logger="dwatt.tasks.runner"):
+        assert resumes(output) == str(output / "checkpoint-2")
+        assert f"Resuming from {output / 'checkpoint-2'}" in caplog.text
+        caplog.clear()
+        assert resumes(output, do_train=False) is None  # evaluating a finished run trains nothing
+        (tmp_path / "empty").mkdir()
+        assert resumes(tmp_path / "empty") is None and "Resuming" not in caplog.text

@@ -9,6 +9,7 @@ import pytest
 from conftest import parse_run_args, tiny_backbone_config
 
 from dwatt import DWAttConfig, DWAttForTokenClassification
+from dwatt.data.fingerprints import BUNDLED_WNUT16
 from dwatt.tasks import runner
 from dwatt.tasks.arguments import ModelArguments, parse_arguments
 
@@ -88,3 +89,45 @@ def test_a_finished_run_records_its_arguments_and_metrics_and_resumes_only_train
         assert resumes(output, do_train=False) is None  # evaluating a finished run trains nothing
         (tmp_path / "empty").mkdir()
         assert resumes(tmp_path / "empty") is None and "Resuming" not in caplog.text
+
+
+def training_arguments(folder, **kwargs):
+    from transformers import TrainingArguments
+
+    return TrainingArguments(output_dir=str(folder), report_to="none", use_cpu=True, **kwargs)
+
+
+def test_the_resume_key_names_each_argument_by_its_group_and_existing_files_by_absolute_path(
+    tiny_bert_dir, tmp_path, monkeypatch
+):
+    """Key files written by earlier runs are compared name by name, so the names are part of the format."""
+    from dwatt.tasks.ner import NerDataArguments
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.txt").write_text("EU B-ORG\n")
+    key = runner.resume_key(
+        training_arguments(tmp_path, learning_rate=3e-4),
+        model_args(tiny_bert_dir, "--fusion", "mean"),
+        NerDataArguments(train_file="train.txt", few_shot_k=8),
+    )
+    assert key["model.fusion"] == "mean" and key["data.few_shot_k"] == 8 and key["training.learning_rate"] == 3e-4
+    assert key["data.train_file"] == str((tmp_path / "train.txt").resolve())  # by where it is, not how it was named
+    assert len(key["data.train_file.sha256"]) == 64  # and by content
+
+
+def test_the_resume_key_takes_any_argument_objects(tmp_path):
+    """Values JSON cannot hold are kept as text; arguments a task's dataclass (or an older TrainingArguments) lacks
+    are None; a Hub dataset has no file to fingerprint, the bundled one has."""
+    from dataclasses import make_dataclass
+
+    model = make_dataclass("Model", ["model_name_or_path"])(tmp_path / "nowhere")  # a Path, not a string
+    hub_data = make_dataclass("Data", ["dataset_name"])("someone/ner")  # no train_file field at all
+    older_training = SimpleNamespace(learning_rate=1e-4)  # no other training field
+    key = runner.resume_key(older_training, model, hub_data)
+    assert key["model.model_name_or_path"] == str(tmp_path / "nowhere")
+    assert key["data.dataset_name"] == "someone/ner" and not any(name.endswith(".sha256") for name in key)
+    assert key["training.learning_rate"] == 1e-4 and key["training.max_steps"] is None
+    no_dataset_field = runner.resume_key(older_training, model, make_dataclass("Data", ["train_file"])(None))
+    assert "data.train_file" in no_dataset_field
+    bundled = runner.resume_key(older_training, model, make_dataclass("Data", ["dataset_name"])(BUNDLED_WNUT16))
+    assert len(bundled["data.dataset_name.sha256"]) == 64

@@ -55,7 +55,9 @@ def test_a_dwatt_checkpoint_is_told_from_a_plain_encoder_with_the_hub_arguments(
     assert asked == [((str(tiny_bert_dir),), {"revision": "v1", "trust_remote_code": False})]
 
 
-def test_a_finished_run_records_its_arguments_and_metrics_and_resumes_only_training(tiny_bert_dir, tmp_path, caplog):
+def test_a_finished_run_records_its_arguments_and_metrics_and_resumes_only_training(
+    tiny_bert_dir, tmp_path, caplog, capsys
+):
     """One tiny run inside the test (not a shared fixture, so mutmut sees which test reaches train_and_save)."""
     from transformers import TrainingArguments
 
@@ -81,6 +83,8 @@ def test_a_finished_run_records_its_arguments_and_metrics_and_resumes_only_train
         return runner.checkpoint_to_resume(
             TrainingArguments(output_dir=str(folder), do_train=do_train, report_to="none", use_cpu=True)
         )
+
+    assert "***** train metrics *****" in capsys.readouterr().out  # the Trainer's printout names the phase
 
     with caplog.at_level(logging.INFO, logger="dwatt.tasks.runner"):
         assert resumes(output) == str(output / "checkpoint-2")
@@ -131,3 +135,47 @@ def test_the_resume_key_takes_any_argument_objects(tmp_path):
     assert "data.train_file" in no_dataset_field
     bundled = runner.resume_key(older_training, model, make_dataclass("Data", ["dataset_name"])(BUNDLED_WNUT16))
     assert len(bundled["data.dataset_name.sha256"]) == 64
+
+
+def test_resuming_is_refused_when_an_argument_differs_and_only_then(tmp_path):
+    stored = tmp_path / runner.RESUME_KEY_FILE
+    stored.write_text(json.dumps({"model.fusion": "dwatt", "training.learning_rate": 1e-4}))
+    args = SimpleNamespace(output_dir=str(tmp_path), resume_from_checkpoint=None)
+
+    def check(key, resuming=True):
+        runner.check_resume_key(args, key, resuming)
+
+    check({"model.fusion": "dwatt", "training.learning_rate": 1e-4})
+    # A key written before data fingerprints existed has none: the new run's fingerprint is not compared.
+    check({"model.fusion": "dwatt", "training.learning_rate": 1e-4, "data.train_file.sha256": "ab"})
+    check({"model.fusion": "concat", "training.learning_rate": 1e-4}, resuming=False)  # nothing to resume
+    with pytest.raises(ValueError) as refused:
+        check({"model.fusion": "concat", "training.learning_rate": 1e-3})
+    assert str(refused.value) == (
+        f"{tmp_path} holds checkpoints of a run with other arguments (fusion: 'dwatt' then, 'concat' now; "
+        "learning_rate: 0.0001 then, 0.001 now). Resuming would continue that run, not this one: use another "
+        "--output_dir, or delete its checkpoint-* folders to start afresh (or pass --resume_from_checkpoint to "
+        "resume on purpose)"
+    )
+    with pytest.raises(ValueError, match=r"\(lora_r: None then, 4 now\)"):  # an argument the old key lacks
+        check({"model.fusion": "dwatt", "training.learning_rate": 1e-4, "model.lora_r": 4})
+    stored.write_text(json.dumps({"model.fusion": "dwatt", "data.train_file.sha256": "ab"}))
+    check({"model.fusion": "dwatt", "data.train_file.sha256": "ab"})
+    with pytest.raises(ValueError, match=r"\(train_file.sha256: 'ab' then, 'cd' now\)"):  # the file edited in place
+        check({"model.fusion": "dwatt", "data.train_file.sha256": "cd"})
+    args.resume_from_checkpoint = str(tmp_path / "checkpoint-9")  # asked for on purpose: not checked
+    check({"model.fusion": "concat", "data.train_file.sha256": "cd"})
+
+
+def test_a_run_that_would_do_nothing_is_refused_and_a_new_nested_output_folder_is_made(tmp_path):
+    with pytest.raises(ValueError) as refused:
+        runner.check_run_arguments(training_arguments(tmp_path / "none"))
+    assert str(refused.value) == (
+        "none of --do_train, --do_eval, --do_predict was given, so the run would load the model and stop; pass at "
+        "least one (run the script with no arguments at all for its default job)"
+    )
+    nested = tmp_path / "a" / "b" / "run"
+    runner.check_run_arguments(
+        training_arguments(nested, do_train=True, per_device_train_batch_size=1, per_device_eval_batch_size=1)
+    )
+    assert nested.is_dir() and not any(nested.iterdir())  # made, and the write probe removed

@@ -179,3 +179,22 @@ def test_a_run_that_would_do_nothing_is_refused_and_a_new_nested_output_folder_i
         training_arguments(nested, do_train=True, per_device_train_batch_size=1, per_device_eval_batch_size=1)
     )
     assert nested.is_dir() and not any(nested.iterdir())  # made, and the write probe removed
+
+
+def test_the_fusion_rate_groups_of_a_bare_base_model_and_the_backbones_weight_decay(tmp_path):
+    """DWAttModel has no `dwatt.` prefix (it is the base model): its backbone is still told from its fusion."""
+    from dwatt import DWAttModel
+
+    model = DWAttModel(DWAttConfig(backbone_config=tiny_backbone_config(), fusion="dwatt"))
+    optimizer_class, kwargs = runner.fusion_optimizer(
+        model, training_arguments(tmp_path, learning_rate=1e-4, weight_decay=0.05), fusion_learning_rate=1e-3
+    )
+    decay, no_decay, fusion = optimizer_class(**kwargs).param_groups
+
+    def ids(group):
+        return {id(parameter) for parameter in group["params"]}
+
+    assert ids(fusion) == {id(parameter) for parameter in model.fusion.parameters()}
+    assert ids(decay) | ids(no_decay) == {id(parameter) for parameter in model.backbone.parameters()}
+    assert (decay["weight_decay"], no_decay["weight_decay"], fusion["weight_decay"]) == (0.05, 0.0, 0.0)
+    assert (decay["lr"], fusion["lr"]) == (1e-4, 1e-3)

@@ -198,3 +198,11 @@ def test_the_fusion_rate_groups_of_a_bare_base_model_and_the_backbones_weight_de
     assert ids(decay) | ids(no_decay) == {id(parameter) for parameter in model.backbone.parameters()}
     assert (decay["weight_decay"], no_decay["weight_decay"], fusion["weight_decay"]) == (0.05, 0.0, 0.0)
     assert (decay["lr"], fusion["lr"]) == (1e-4, 1e-3)
+
+
+def test_a_dwatt_config_of_another_class_counts_as_one():
+    """With trust_remote_code the config class comes from the checkpoint's own configuration_dwatt.py, not from
+    this package: its model_type decides."""
+    assert runner._is_dwatt_config(SimpleNamespace(model_type="dwatt")) is True
+    assert runner._is_dwatt_config(SimpleNamespace(model_type="bert")) is False
+    assert runner._is_dwatt_config(SimpleNamespace()) is False  # no model_type at all

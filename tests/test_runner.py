@@ -206,3 +206,38 @@ def test_a_dwatt_config_of_another_class_counts_as_one():
     assert runner._is_dwatt_config(SimpleNamespace(model_type="dwatt")) is True
     assert runner._is_dwatt_config(SimpleNamespace(model_type="bert")) is False
     assert runner._is_dwatt_config(SimpleNamespace()) is False  # no model_type at all
+
+
+def test_the_model_and_the_hub_arguments_reach_what_builds_from_them(tiny_bert_dir, tmp_path, monkeypatch):
+    """GaLore, Apollo and LOMO build from the model (`get_optimizer_cls_and_kwargs(args, model)`); a DWAtt
+    checkpoint is continued from the revision asked for."""
+    model = DWAttForTokenClassification(DWAttConfig(backbone_config=tiny_backbone_config(), num_labels=3))
+    given = {}
+    real = runner.Trainer.get_optimizer_cls_and_kwargs
+    monkeypatch.setattr(runner.Trainer, "get_optimizer_cls_and_kwargs",
+                        lambda args, model=None: given.update(model=model) or real(args, model))  # fmt: skip
+    runner.fusion_optimizer(model, training_arguments(tmp_path), fusion_learning_rate=1e-3)
+    assert given["model"] is model
+
+    model.save_pretrained(tmp_path / "checkpoint")
+    loaded_with = {}
+
+    class Recording(DWAttForTokenClassification):
+        @classmethod
+        def from_pretrained(cls, path, **kwargs):
+            loaded_with.update(kwargs)
+            return DWAttForTokenClassification.from_pretrained(path, **kwargs)
+
+    runner.load_model(model_args(tmp_path / "checkpoint", "--revision", "main"), Recording, num_labels=3)
+    assert loaded_with == {"revision": "main", "trust_remote_code": False, "ignore_mismatched_sizes": False,
+                           "num_labels": 3}  # fmt: skip
+
+
+def test_an_output_folder_that_cannot_be_made_is_named_with_the_reason(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError) as refused:
+        runner.check_run_arguments(training_arguments(tmp_path / "file" / "run", do_train=True))
+    assert str(refused.value) == (
+        f"--output_dir {tmp_path / 'file' / 'run'} is not writable (Not a directory); expected a folder this user can "
+        "write to"
+    )

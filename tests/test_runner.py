@@ -75,9 +75,9 @@ def test_a_finished_run_records_its_arguments_and_metrics_and_resumes_only_train
     assert (recorded["max_steps"], recorded["learning_rate"]) == (2, 3e-4)  # the training arguments
     train = json.loads((output / "train_results.json").read_text())
     assert train["train_samples"] == 8 and train["train_truncated_sentences"] > 0  # the task's own metric kept
-    assert isinstance(train["train_wall_seconds"], float) and train["train_wall_seconds"] == round(
-        train["train_wall_seconds"], 1
-    )
+    wall = train["train_wall_seconds"]
+    assert isinstance(wall, float) and wall == round(wall, 1)
+    assert train["train_runtime"] - 0.1 <= wall < 600  # the Trainer's time and the saving, in seconds
 
     def resumes(folder, do_train=True):
         return runner.checkpoint_to_resume(

@@ -88,3 +88,23 @@ def test_the_card_and_the_analysis_say_what_the_weights_multiply():
     assert weighted_states(config(fusion="scalar_mix")).startswith("the layer-normalised hidden states")
     assert weighted_states(config("bert", fusion="mean")).startswith("the hidden states as the backbone gives them")
     assert weighted_states(config(fusion="dwatt")).startswith("each layer's value v_n")
+
+
+def test_the_older_name_turns_normalisation_on_for_any_backbone_and_each_error_is_whole():
+    assert config("bert", fusion="scalar_mix", scalar_mix_layer_norm=True).fusion_layer_norm is True  # post-LN too
+    with pytest.raises(ValueError) as refused:
+        config(fusion="scalar_mix", scalar_mix_layer_norm=True, fusion_layer_norm=False)
+    assert str(refused.value) == (
+        "DWAttConfig: scalar_mix_layer_norm=True and fusion_layer_norm=False; expected one setting (the first is the "
+        "older name of fusion_layer_norm=True)"
+    )
+    with pytest.raises(ValueError, match=r"^DWAttConfig.scalar_mix_layer_norm='yes' is not valid; expected true or"):
+        config(fusion="scalar_mix", scalar_mix_layer_norm="yes")
+
+
+def test_a_backbone_config_without_a_model_type_is_not_pre_ln():
+    from types import SimpleNamespace
+
+    from dwatt.configuration_dwatt import is_pre_ln
+
+    assert is_pre_ln(SimpleNamespace()) is False and is_pre_ln(SimpleNamespace(model_type="modernbert")) is True

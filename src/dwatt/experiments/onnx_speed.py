@@ -3,7 +3,7 @@ checkpoint: test entity F1 of each engine on the bundled WNUT-16 test split, and
 measured side by side in one process (engines interleaved, order rotated each repeat), reported as ratios to eager.
 
 F1 is scored twice: one tweet per call, and in batches of 64 sorted by length. Dynamic int8 quantises each
-activation tensor with one scale taken over the whole batch, padding included, so its predictions for a tweet
+activation tensor with one scale taken over the whole batch (every tweet in it), so its predictions for a tweet
 depend on the tweets it is batched with; float32 engines give the same F1 both ways."""
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ cannot change any result) with the reason and the mutated line, so a stale entry
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -167,15 +168,27 @@ def recheck_module(module: str, tests: list[str], children: int) -> ModuleScore:
     others keep their status. The module's source must be the one that run mutated (mutant names are numbered
     within it)."""
     folder = WORK / Path(module).stem
-    before = dict(re.findall(r"^(\S+): (.+)$", (folder / "statuses.txt").read_text(), re.M))
-    if (folder / module).read_bytes() != (ROOT / module).read_bytes():
+    # The run's statuses and score, kept outside its folder (which the recheck replaces) until the recheck ends:
+    # a recheck stopped half-way starts again from them rather than losing the run it was checking.
+    kept = WORK / f"{folder.name}.before-recheck.json"
+    if not kept.is_file():
+        if (folder / module).read_bytes() != (ROOT / module).read_bytes():
+            raise SystemExit(f"{module} changed since its last mutation run: run it again in full (no --recheck)")
+        statuses = dict(re.findall(r"^(\S+): (.+)$", (folder / "statuses.txt").read_text(), re.M))
+        source = hashlib.sha256((folder / module).read_bytes()).hexdigest()
+        score = json.loads((folder / SCORE_FILE).read_text())
+        kept.write_text(json.dumps({"statuses": statuses, "score": score, "source_sha256": source}))
+    saved = json.loads(kept.read_text())
+    if saved["source_sha256"] != hashlib.sha256((ROOT / module).read_bytes()).hexdigest():
         raise SystemExit(f"{module} changed since its last mutation run: run it again in full (no --recheck)")
-    previous = json.loads((folder / SCORE_FILE).read_text())
+    before, previous = saved["statuses"], saved["score"]
     again = sorted(name for name, status in before.items() if status in ("survived", "no tests", "not checked"))
     score = run_module(module, tests, children, only=again)
     now = dict(re.findall(r"^(\S+): (.+)$", (folder / "statuses.txt").read_text(), re.M))
     merged = {**before, **{name: now[name] for name in again}}
-    return write_score(module, folder, merged, previous["seconds"] + score.seconds)
+    result = write_score(module, folder, merged, previous["seconds"] + score.seconds)
+    kept.unlink()
+    return result
 
 
 def score_module(module: str, folder: Path, seconds: float) -> ModuleScore:

@@ -291,3 +291,23 @@ def test_epochs_are_rounded_and_the_fusion_rate_falls_back_to_the_learning_rate(
                           config={})  # fmt: skip
     rows = dict(training_rows(run, SimpleNamespace(name="data")))
     assert rows["epochs"] == "2.33" and rows["learning rate (fusion and head)"] == "0.0001"
+
+
+def test_the_hardware_and_the_training_loss_cells():
+    train = {"train_loss": 0.123456}
+    run = SimpleNamespace(arguments={"hardware": "2 x Intel CPU"}, trainer_state={},
+                          metrics=lambda name: train if name == "train_results.json" else {}, config={})  # fmt: skip
+    rows = dict(training_rows(run, SimpleNamespace(name="data")))
+    assert rows["hardware"] == "2 x Intel CPU" and rows["mean training loss"] == "0.1235"
+
+
+def test_a_run_with_train_results_but_no_recorded_step_is_trained(run_dir, tmp_path):  # noqa: F811
+    """Only train_results.json (trainer_state.json lost): the card is the trained model's, not "Not fine-tuned"."""
+    import shutil
+
+    from dwatt.hub.card import render_model_card
+
+    folder = tmp_path / "results-only"
+    shutil.copytree(run_dir, folder)
+    (folder / "trainer_state.json").unlink()
+    assert not headline(render_model_card(folder, REPO_ID)).startswith("**Not fine-tuned**")

@@ -67,7 +67,8 @@ MODULES: dict[str, list[str]] = {  # smallest first: a partial run still covers 
         "tests/test_config.py", "tests/test_reliability.py", "tests/test_fusions.py", "tests/test_catalogue.py",
         "tests/test_legacy_checkpoints.py", "tests/test_layer_norm.py",
     ],
-    "src/dwatt/hub/card.py": ["tests/test_card_text.py", "tests/test_hub.py", "tests/test_reliability.py"],
+    "src/dwatt/hub/card.py": ["tests/test_card_text.py", "tests/test_hub.py", "tests/test_reliability.py",
+                              "tests/test_layer_norm.py"],
     "src/dwatt/experiments/sweep/summary.py": ["tests/test_stats.py", "tests/test_sweep.py",
                                                "tests/test_golden_summaries.py"],
     "src/dwatt/modeling_dwatt.py": [

@@ -108,3 +108,16 @@ def test_a_backbone_config_without_a_model_type_is_not_pre_ln():
     from dwatt.configuration_dwatt import is_pre_ln
 
     assert is_pre_ln(SimpleNamespace()) is False and is_pre_ln(SimpleNamespace(model_type="modernbert")) is True
+
+
+def test_a_config_from_before_the_option_is_said_to_mix_raw_states():
+    """A config object made before fusion_layer_norm existed (pickled, or by hand) has no such field: the model
+    builds its fusion without normalisation, and the card must say so."""
+    from types import SimpleNamespace
+
+    from dwatt.hub.card import layer_norm_sentence
+
+    older = SimpleNamespace(fusion="mean", backbone_config=tiny_backbone_config("bert"))
+    assert layer_norm_sentence(older) == (
+        " The fused hidden states are mixed as the backbone gives them: the default for a post-LN backbone (bert)."
+    )

@@ -120,12 +120,11 @@ def fusion_nodes(proto, path: Path) -> list[str]:
             "older version); export it again to keep its fusion in float32"
         )
     nodes = [node for node in proto.graph.node if scope in _name_scopes(node)]
-    # quantize_dynamic first rewrites each Gemm as MatMul + Add, naming the MatMul "<Gemm's name>_MatMul"
-    # (onnxruntime/quantization/onnx_model.py, replace_gemm_with_matmul); exclusion is by name, after that step.
-    names = [node.name for node in nodes] + [f"{node.name}_MatMul" for node in nodes if node.op_type == "Gemm"]
     if not nodes:
         raise ValueError(f"{path}: no node lies in the fusion's scope {scope!r}; expected the fusion's operations")
-    return names
+    # quantize_dynamic first rewrites each Gemm as MatMul + Add, naming the MatMul "<Gemm's name>_MatMul"
+    # (onnxruntime/quantization/onnx_model.py, replace_gemm_with_matmul); exclusion is by name, after that step.
+    return [node.name for node in nodes] + [f"{node.name}_MatMul" for node in nodes if node.op_type == "Gemm"]
 
 
 def _name_scopes(node) -> list[str]:

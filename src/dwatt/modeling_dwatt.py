@@ -466,7 +466,7 @@ def build_fusion(config: DWAttConfig, fusion: str | None = None) -> DWAttLayerFu
             recompute_values=config.dwatt_recompute_values,
         )
     # A config object made before fusion_layer_norm existed (pickled, or built by hand) normalises nothing.
-    layer_norm = getattr(config, "fusion_layer_norm", False) or False
+    layer_norm = getattr(config, "fusion_layer_norm", False)
     if fusion == "concat":
         return DWAttConcatFusion(backbone.hidden_size, layers, eps, config.fusion_dropout, layer_norm)
     if fusion == "scalar_mix":

@@ -1,0 +1,159 @@
+"""The modeling file's building blocks, each checked where the model-level tests cannot see it: the `deeper`
+baseline's layer (heads, dropout only in training, the backbone's epsilon) and its parameter matching to DWAtt,
+concat's per-layer normalisation epsilon, the fusions' defaults, the sentence head's pooling position, and the
+public `fuse` (attention mask and value cache passed on)."""
+
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+from conftest import TINY, VOCAB
+from transformers import BertConfig
+
+from dwatt import DWAttConfig, DWAttForSequenceClassification, DWAttModel
+from dwatt.modeling_dwatt import (
+    DWAttConcatFusion,
+    DWAttDeeperLayer,
+    DWAttMeanFusion,
+    DWAttScalarMix,
+    build_deeper_layer,
+    build_fusion,
+    count_parameters,
+    match_deeper_to_dwatt,
+)
+
+
+def bert(**extra) -> BertConfig:
+    return BertConfig(**{"vocab_size": VOCAB, "max_position_embeddings": 64, **TINY, **extra})
+
+
+def padded_batch():
+    generator = torch.Generator().manual_seed(5)
+    input_ids = torch.randint(4, VOCAB, (2, 7), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[0, 4:] = 0
+    return input_ids, attention_mask
+
+
+# ---- the deeper baseline ------------------------------------------------------------------------------------------
+
+
+def test_a_deeper_layer_falls_back_to_one_head_when_the_width_does_not_divide():
+    layer = DWAttDeeperLayer(hidden_size=30, num_heads=4, intermediate_size=8, dropout=0.0, layer_norm_eps=1e-12)
+    assert layer.num_heads == 1
+    assert layer(torch.randn(2, 3, 30), None).shape == (2, 3, 30)
+    assert DWAttDeeperLayer(32, 4, 8, 0.0, 1e-12).num_heads == 4
+
+
+def test_a_deeper_layer_drops_out_in_training_only_with_its_own_probability(monkeypatch):
+    torch.manual_seed(0)
+    layer = DWAttDeeperLayer(32, 4, 16, dropout=0.5, layer_norm_eps=1e-12).double()
+    without = DWAttDeeperLayer(32, 4, 16, dropout=0.0, layer_norm_eps=1e-12).double()
+    without.load_state_dict(layer.state_dict())
+    hidden = torch.randn(2, 5, 32, dtype=torch.float64)
+    layer.eval(), without.eval()
+    torch.testing.assert_close(layer(hidden, None), without(hidden, None), rtol=0, atol=0)  # eval: no dropout
+    layer.train()
+    assert not torch.allclose(layer(hidden, None), without(hidden, None))
+
+    probabilities, real_attention = [], F.scaled_dot_product_attention
+
+    def attention(*args, dropout_p=0.0, **kwargs):
+        probabilities.append(dropout_p)
+        return real_attention(*args, dropout_p=dropout_p, **kwargs)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", attention)
+    layer(hidden, None)
+    layer.eval()
+    layer(hidden, None)
+    assert probabilities == [0.5, 0.0]  # the attention probabilities too, in training only
+
+
+def test_a_deeper_layer_takes_the_backbones_heads_dropout_and_epsilon():
+    config = DWAttConfig(backbone_config=bert(hidden_dropout_prob=0.3, layer_norm_eps=1e-7), fusion="deeper")
+    layer = build_deeper_layer(config, intermediate_size=16)
+    assert (layer.num_heads, layer.dropout) == (TINY["num_attention_heads"], 0.3)
+    assert layer.attention_norm.eps == layer.output_norm.eps == 1e-7
+    # A backbone config that names no head count (transformers' configs all do: a bare object stands in)
+    headless = SimpleNamespace(backbone_config=SimpleNamespace(hidden_size=32, hidden_dropout_prob=0.1))
+    assert build_deeper_layer(headless, intermediate_size=16).num_heads == 1
+
+
+def deeper_parameters(config: DWAttConfig, num_layers: int, width: int) -> int:
+    return num_layers * count_parameters(build_deeper_layer(config, width))
+
+
+def test_the_deeper_baseline_buys_the_full_width_layers_dwatts_budget_buys_then_fits_the_width():
+    """`deeper` is the paper's baseline at DWAtt's parameter count: as many layers of the backbone's own FFN width
+    as the budget buys (at least one), then the FFN width whose total comes closest to the budget."""
+    backbone = bert(num_hidden_layers=6, intermediate_size=16)
+    config = DWAttConfig(backbone_config=backbone, fusion="deeper", dwatt_value_ratio=1.0)
+    budget = count_parameters(build_fusion(config, "dwatt"))
+    num_layers, width = match_deeper_to_dwatt(config)
+    assert num_layers == round(budget / deeper_parameters(config, 1, backbone.intermediate_size)) >= 2
+    closest = min(range(1, 10 * width), key=lambda w: abs(deeper_parameters(config, num_layers, w) - budget))
+    assert width == closest
+    assert abs(deeper_parameters(config, num_layers, width) - budget) < 0.02 * budget
+
+
+def test_the_deeper_baseline_is_one_narrowest_layer_when_dwatt_is_smaller_than_any_layer():
+    config = DWAttConfig(backbone_config=bert(), fusion="deeper", dwatt_value_ratio=0.05, dwatt_query_ratio=0.05,
+                         dwatt_pos_dim=1)  # fmt: skip
+    assert count_parameters(build_fusion(config, "dwatt")) < deeper_parameters(config, 1, 1)
+    assert match_deeper_to_dwatt(config) == (1, 1)
+
+
+# ---- fusions ------------------------------------------------------------------------------------------------------
+
+
+def test_the_fusions_default_to_no_layer_norm_and_no_layer_dropout():
+    for module in (DWAttScalarMix([0, 1, 2]), DWAttMeanFusion([0, 1, 2]), DWAttConcatFusion(8, [0, 1, 2])):
+        assert (module.layer_norm, module.fusion_dropout) == (False, 0.0), type(module).__name__
+    assert DWAttScalarMix([0, 1]).layer_norm_eps == DWAttMeanFusion([0, 1]).layer_norm_eps == 1e-12
+
+
+def test_concat_normalises_each_layer_with_the_backbones_epsilon():
+    """States of tiny variance, where an epsilon of 1e-5 (the torch default) would flatten them: each block is
+    normalised with the configured 1e-12 before the joint LayerNorm."""
+    torch.manual_seed(0)
+    module = DWAttConcatFusion(16, [0, 1, 2], layer_norm_eps=1e-12, layer_norm=True).double()
+    torch.nn.init.normal_(module.weight, std=0.1)
+    torch.nn.init.normal_(module.bias, std=0.1)
+    hidden = tuple(1e-4 * torch.randn(1, 3, 16, dtype=torch.float64) for _ in range(3))
+    blocks = [F.layer_norm(state, (16,), eps=1e-12) for state in hidden]
+    joint = F.layer_norm(torch.cat(blocks, -1), (48,), module.norm.weight, module.norm.bias, eps=1e-12)
+    expected = hidden[-1] + joint @ module.weight.T + module.bias
+    torch.testing.assert_close(module(hidden)[0], expected, rtol=1e-9, atol=1e-9)
+
+
+# ---- the sentence head and the public fuse ------------------------------------------------------------------------
+
+
+def test_the_sentence_head_reads_the_first_tokens_fused_state():
+    torch.manual_seed(0)
+    config = DWAttConfig(backbone_config=bert(), fusion="dwatt", num_labels=3)
+    model = DWAttForSequenceClassification(config).double().eval()
+    input_ids, attention_mask = padded_batch()
+    with torch.no_grad():
+        fused = model.dwatt(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        head = model.classifier
+        expected = head.out_proj(torch.tanh(head.dense(fused[:, 0])))
+    assert model.num_labels == 3
+    torch.testing.assert_close(logits, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_fuse_on_the_backbones_states_equals_the_forward_pass_mask_and_value_cache_included():
+    input_ids, attention_mask = padded_batch()
+    for fusion in ("deeper", "dwatt"):
+        torch.manual_seed(0)
+        model = DWAttModel(DWAttConfig(backbone_config=bert(), fusion=fusion)).double().eval()
+        with torch.no_grad():
+            output = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+            fused, _ = model.fuse(output.hidden_states, attention_mask)  # deeper attends only to real tokens
+            cache = {}
+            cached, _ = model.fuse(output.hidden_states, attention_mask, value_cache=cache)
+        real = attention_mask.bool()
+        torch.testing.assert_close(fused[real], output.last_hidden_state[real], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(cached, fused, rtol=1e-12, atol=1e-12)
+        assert len(cache) == (model.num_fused_layers if fusion == "dwatt" else 0)

@@ -668,7 +668,15 @@ class DWAttPreTrainedModel(PreTrainedModel):
     @staticmethod
     def _check_local_path(path: str) -> None:
         """A missing folder, a file or a folder without config.json, named as such (not as a bad Hub id)."""
-        looks_local = os.path.isabs(path) or path.startswith((".", "~")) or path.count("/") > 1 or os.sep in path
+        # A Hub id is `name` or `namespace/name` (no backslash, no leading dot); a one-slash path counts as local when
+        # its first part is a folder here (`runs/missing` beside a `runs/` folder).
+        looks_local = (
+            os.path.isabs(path)
+            or path.startswith((".", "~"))
+            or path.count("/") > 1
+            or "\\" in path
+            or (path.count("/") == 1 and os.path.isdir(path.split("/")[0]))
+        )
         if os.path.isfile(path):
             raise ValueError(f"{path} is a file; expected the folder save_pretrained wrote (config.json, weights)")
         if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):

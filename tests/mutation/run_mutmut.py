@@ -77,6 +77,7 @@ MODULES: dict[str, list[str]] = {  # smallest first: a partial run still covers 
         "tests/test_frozen_features.py", "tests/test_reliability.py", "tests/test_legacy_checkpoints.py",
         "tests/test_backbone.py", "tests/test_lora.py", "tests/test_misuse.py", "tests/test_layer_norm.py",
         "tests/test_head_contract.py", "tests/test_building_blocks.py", "tests/test_mismatch_message.py",
+        "tests/test_load_checks.py", "tests/test_remote_surface.py",
     ],
 }  # fmt: skip
 #: The hub pair is copied next to checkpoints that tests load in a fresh interpreter (remote code): mutated, it

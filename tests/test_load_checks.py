@@ -1,0 +1,127 @@
+"""`from_pretrained`'s own checks, each message read whole: which names are taken for a local folder (and named
+missing) and which go to the Hub, a `config=` that is not a DWAtt one, LoRA adapters never merged, weights in
+transformers 4.x's mismatch format, missing `deeper` weights, non-finite tensors, renamed labels."""
+
+import logging
+
+import pytest
+import torch
+from conftest import TINY, VOCAB
+from transformers import BertConfig
+
+from dwatt import DWAttConfig, DWAttForMaskedLM, DWAttForTokenClassification
+
+MISSING = "no such folder; expected a folder written by save_pretrained"
+
+
+def built(model_class=DWAttForTokenClassification, **config):
+    backbone = BertConfig(vocab_size=VOCAB, max_position_embeddings=64, **TINY)
+    torch.manual_seed(0)
+    return model_class(DWAttConfig(backbone_config=backbone, fusion=config.pop("fusion", "dwatt"), **config))
+
+
+@pytest.mark.parametrize("path", ["./missing", "~missing", "a/b/c", "a\\b", "runs/missing"])
+def test_a_path_that_looks_local_and_is_missing_is_named_as_such(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()  # so runs/missing is a folder's missing child, not a Hub id
+    with pytest.raises(FileNotFoundError) as error:
+        DWAttForTokenClassification.from_pretrained(path)
+    assert str(error.value) == f"{path}: {MISSING}"
+    absolute = tmp_path / "missing"
+    with pytest.raises(FileNotFoundError, match=f"^{absolute}: {MISSING}$"):
+        DWAttForTokenClassification.from_pretrained(str(absolute))
+
+
+@pytest.mark.parametrize("hub_id", ["someuser/dwatt-model", "dwatt-model"])
+def test_a_hub_id_goes_to_the_hub(hub_id, tmp_path, monkeypatch):
+    """Before: any name with a "/" was taken for a missing folder on Linux and macOS, so no Hub checkpoint
+    (`owner/name`) could be loaded by a DWAtt class. Offline, transformers' own Hub error comes back."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError) as error:
+        DWAttForTokenClassification.from_pretrained(hub_id)
+    assert MISSING not in str(error.value) and "huggingface.co" in str(error.value)
+
+
+def test_a_folder_without_a_config_is_named_whole(tmp_path):
+    with pytest.raises(ValueError) as error:
+        DWAttForTokenClassification.from_pretrained(str(tmp_path))
+    assert str(error.value) == (
+        f"{tmp_path} has no config.json; expected a folder written by save_pretrained (is it empty, or the parent of "
+        "the run folder?)"
+    )
+
+
+def test_a_config_argument_that_is_not_a_dwatt_config_is_refused_with_or_without_a_path(tmp_path):
+    built().save_pretrained(tmp_path)
+    plain = BertConfig(vocab_size=VOCAB, **TINY)
+    for path in (str(tmp_path), None):
+        with pytest.raises(ValueError, match="holds a 'bert' config, not a DWAtt checkpoint"):
+            DWAttForTokenClassification.from_pretrained(path, config=plain)
+
+
+def test_unmerged_lora_adapters_are_refused_naming_the_first():
+    keys = ["dwatt.backbone.encoder.layer.0.attention.self.query.lora_A.default.weight",
+            "dwatt.backbone.encoder.layer.0.attention.self.query.base_layer.weight"]  # fmt: skip
+    with pytest.raises(ValueError) as error:
+        built()._check_loaded_weights("ckpt", {"unexpected_keys": keys + ["an.unrelated.key"]}, False)
+    assert str(error.value) == (
+        f"ckpt holds LoRA adapters that were never merged into the backbone (2 tensors, e.g. {keys[0]}): loaded as a "
+        "DWAtt model, every adapted layer would get random weights. It is a training-time save of a LoRA run (an "
+        "intermediate checkpoint written before dwatt merged them, or a peft model). Load the run's final folder "
+        "(merged at the end of training), or resume the run from it."
+    )
+
+
+def test_a_mismatch_in_transformers_4_format_names_the_key_without_a_checkpoint_shape():
+    with pytest.raises(ValueError) as error:
+        built()._check_loaded_weights("ckpt", {"mismatched_keys": ["classifier.weight"]}, False)
+    assert str(error.value).split("\n")[:2] == [
+        "ckpt: 1 weight(s) in the checkpoint have other shapes than DWAttForTokenClassification builds from its "
+        "config:",
+        "  classifier.weight: checkpoint another shape, model 2x32",
+    ]
+
+
+def test_missing_deeper_weights_are_named_in_a_warning_from_the_modeling_logger(caplog):
+    model = built(fusion="deeper")
+    with caplog.at_level(logging.WARNING, logger="dwatt.modeling_dwatt"):
+        model._check_loaded_weights("ckpt", {"missing_keys": ["dwatt.deeper.0.qkv.weight"]}, False)
+    [record] = [record for record in caplog.records if record.name == "dwatt.modeling_dwatt"]
+    assert "no weights for 1 fusion tensor(s) of fusion='deeper' (dwatt.deeper.0.qkv.weight)" in record.getMessage()
+
+
+def test_non_finite_weights_are_refused_naming_the_first_eight_and_counting_all():
+    model = built()
+    names = [name for name, tensor in model.state_dict().items() if tensor.is_floating_point()][:9]
+    with torch.no_grad():
+        for name in names:
+            model.get_parameter(name).view(-1)[0] = float("nan")
+    with pytest.raises(ValueError) as error:
+        model._check_loaded_weights("ckpt", {}, False)
+    sizes = {name: tensor.numel() for name, tensor in model.state_dict().items()}
+    shown = ", ".join(f"{name} (1 of {sizes[name]} values)" for name in names[:8])
+    assert str(error.value) == (
+        f"ckpt: non-finite (NaN or inf) weights in {shown}, ... (9 tensors). The checkpoint is corrupt or was saved "
+        "after training diverged; use an earlier checkpoint (check the loss logged by the run that wrote it)."
+    )
+
+
+def renamed_warnings(model, saved: dict[int, str], mismatched, caplog) -> list[str]:
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dwatt.modeling_dwatt"):
+        model._check_label_names("ckpt", saved, {"mismatched_keys": mismatched})
+    return [record.getMessage() for record in caplog.records if record.name == "dwatt.modeling_dwatt"]
+
+
+def test_renamed_labels_of_a_kept_head_are_listed_and_a_new_head_or_a_head_without_labels_is_not(caplog):
+    labels = {index: f"NEW{index}" for index in range(7)}
+    model = built(num_labels=7, id2label=labels, label2id={v: k for k, v in labels.items()})
+    saved = {index: f"OLD{index}" for index in range(7)}
+    [message] = renamed_warnings(model, saved, [], caplog)
+    shown = ", ".join(f"{index}: 'OLD{index}' -> 'NEW{index}'" for index in range(5))
+    assert f"renames 7 of the 7 outputs of the trained head ({shown}, ...)" in message
+    for head_key in ("classifier.weight", ("classifier.weight", (3, 32), (7, 32))):  # 4.x and 5.x formats
+        assert renamed_warnings(model, saved, [head_key], caplog) == []  # a new head: nothing was renamed
+    assert renamed_warnings(model, saved, [("dwatt.fusion.key_weight", (1,), (2,))], caplog) != []
+    assert renamed_warnings(built(DWAttForMaskedLM), {0: "OLD"}, [], caplog) == []

@@ -132,6 +132,7 @@ def test_return_dict_is_honoured_from_the_call_and_from_the_config(head_class):
         by_config = model(**inputs, output_hidden_states=True)
         asked = model(**inputs, output_hidden_states=True, return_dict=True)
     assert isinstance(as_tuple, tuple) and isinstance(by_config, tuple)
+    assert as_dict.loss is None  # no labels: no loss, and no empty field in the tuple
     assert type(asked) is type(as_dict)
     for got in (as_tuple, by_config, asked.to_tuple()):
         assert len(got) == len(as_dict.to_tuple())

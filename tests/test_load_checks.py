@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 from conftest import TINY, VOCAB
-from transformers import BertConfig
+from transformers import AutoModel, BertConfig
 
 from dwatt import DWAttConfig, DWAttForMaskedLM, DWAttForTokenClassification
 
@@ -125,3 +125,22 @@ def test_renamed_labels_of_a_kept_head_are_listed_and_a_new_head_or_a_head_witho
         assert renamed_warnings(model, saved, [head_key], caplog) == []  # a new head: nothing was renamed
     assert renamed_warnings(model, saved, [("dwatt.fusion.key_weight", (1,), (2,))], caplog) != []
     assert renamed_warnings(built(DWAttForMaskedLM), {0: "OLD"}, [], caplog) == []
+
+
+def test_positional_model_arguments_reach_the_model_a_backbone_module_among_them(tmp_path):
+    """`from_pretrained(path, backbone)` builds the model around the given backbone module, then loads the saved
+    weights into it (transformers hands positional arguments after the path to the model's constructor)."""
+    saved = built()
+    saved.save_pretrained(tmp_path)
+    backbone = AutoModel.from_config(saved.config.backbone_config)
+    loaded = DWAttForTokenClassification.from_pretrained(tmp_path, backbone)
+    assert loaded.dwatt.backbone is backbone
+    torch.testing.assert_close(backbone.embeddings.word_embeddings.weight,
+                               saved.dwatt.backbone.embeddings.word_embeddings.weight, rtol=0, atol=0)  # fmt: skip
+
+
+def test_weights_on_the_meta_device_are_not_read_for_the_finiteness_check():
+    """A model materialised later (device_map offloading, init on meta) has no values to check yet."""
+    with torch.device("meta"):
+        model = built()
+    model._check_loaded_weights("ckpt", {}, False)  # reading a meta tensor's values would raise

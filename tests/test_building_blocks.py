@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
-from conftest import TINY, VOCAB
+from conftest import TINY, VOCAB, tiny_backbone_config
 from transformers import BertConfig
 
 from dwatt import DWAttConfig, DWAttForSequenceClassification, DWAttModel
@@ -94,6 +94,17 @@ def test_the_deeper_baseline_buys_the_full_width_layers_dwatts_budget_buys_then_
     closest = min(range(1, 10 * width), key=lambda w: abs(deeper_parameters(config, num_layers, w) - budget))
     assert width == closest
     assert abs(deeper_parameters(config, num_layers, width) - budget) < 0.02 * budget
+
+
+def test_a_backbone_config_without_an_ffn_width_counts_full_width_layers_at_four_times_the_hidden_size():
+    backbone = tiny_backbone_config("distilbert")  # DistilBERT names its FFN width hidden_dim
+    backbone.n_layers = 24
+    config = DWAttConfig(backbone_config=backbone, fusion="deeper", dwatt_value_ratio=1.0)
+    assert not hasattr(backbone, "intermediate_size")
+    budget = count_parameters(build_fusion(config, "dwatt"))
+    num_layers, _ = match_deeper_to_dwatt(config)
+    assert num_layers == max(1, round(budget / deeper_parameters(config, 1, 4 * backbone.hidden_size)))
+    assert num_layers != max(1, round(budget / deeper_parameters(config, 1, 5 * backbone.hidden_size)))
 
 
 def test_the_deeper_baseline_is_one_narrowest_layer_when_dwatt_is_smaller_than_any_layer():

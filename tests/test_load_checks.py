@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 from conftest import TINY, VOCAB
-from transformers import AutoModel, BertConfig
+from transformers import AutoModel, BertConfig, PreTrainedModel
 
 from dwatt import DWAttConfig, DWAttForMaskedLM, DWAttForTokenClassification
 
@@ -20,7 +20,7 @@ def built(model_class=DWAttForTokenClassification, **config):
     return model_class(DWAttConfig(backbone_config=backbone, fusion=config.pop("fusion", "dwatt"), **config))
 
 
-@pytest.mark.parametrize("path", ["./missing", "~missing", "a/b/c", "a\\b", "runs/missing"])
+@pytest.mark.parametrize("path", ["./missing", ".missing", "~missing", "a/b/c", "a\\b", "runs/missing"])
 def test_a_path_that_looks_local_and_is_missing_is_named_as_such(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()  # so runs/missing is a folder's missing child, not a Hub id
@@ -91,9 +91,10 @@ def test_missing_deeper_weights_are_named_in_a_warning_from_the_modeling_logger(
     assert "no weights for 1 fusion tensor(s) of fusion='deeper' (dwatt.deeper.0.qkv.weight)" in record.getMessage()
 
 
-def test_non_finite_weights_are_refused_naming_the_first_eight_and_counting_all():
+@pytest.mark.parametrize("count", [9, 8])
+def test_non_finite_weights_are_refused_naming_the_first_eight_and_counting_more(count):
     model = built()
-    names = [name for name, tensor in model.state_dict().items() if tensor.is_floating_point()][:9]
+    names = [name for name, tensor in model.state_dict().items() if tensor.is_floating_point()][:count]
     with torch.no_grad():
         for name in names:
             model.get_parameter(name).view(-1)[0] = float("nan")
@@ -102,8 +103,9 @@ def test_non_finite_weights_are_refused_naming_the_first_eight_and_counting_all(
     sizes = {name: tensor.numel() for name, tensor in model.state_dict().items()}
     shown = ", ".join(f"{name} (1 of {sizes[name]} values)" for name in names[:8])
     assert str(error.value) == (
-        f"ckpt: non-finite (NaN or inf) weights in {shown}, ... (9 tensors). The checkpoint is corrupt or was saved "
-        "after training diverged; use an earlier checkpoint (check the loss logged by the run that wrote it)."
+        f"ckpt: non-finite (NaN or inf) weights in {shown}{', ... (9 tensors)' if count == 9 else ''}. The checkpoint "
+        "is corrupt or was saved after training diverged; use an earlier checkpoint (check the loss logged by the run "
+        "that wrote it)."
     )
 
 
@@ -123,7 +125,8 @@ def test_renamed_labels_of_a_kept_head_are_listed_and_a_new_head_or_a_head_witho
     assert f"renames 7 of the 7 outputs of the trained head ({shown}, ...)" in message
     for head_key in ("classifier.weight", ("classifier.weight", (3, 32), (7, 32))):  # 4.x and 5.x formats
         assert renamed_warnings(model, saved, [head_key], caplog) == []  # a new head: nothing was renamed
-    assert renamed_warnings(model, saved, [("dwatt.fusion.key_weight", (1,), (2,))], caplog) != []
+    for fusion_key in ("dwatt.fusion.key_weight", ("dwatt.fusion.key_weight", (1,), (2,))):  # the head was kept
+        assert renamed_warnings(model, saved, [fusion_key], caplog) != []
     assert renamed_warnings(built(DWAttForMaskedLM), {0: "OLD"}, [], caplog) == []
 
 
@@ -144,3 +147,38 @@ def test_weights_on_the_meta_device_are_not_read_for_the_finiteness_check():
     with torch.device("meta"):
         model = built()
     model._check_loaded_weights("ckpt", {}, False)  # reading a meta tensor's values would raise
+
+
+def pickled_only(folder):
+    """A checkpoint whose weights are a `pytorch_model.bin` only."""
+    model = built()
+    model.save_pretrained(folder)
+    torch.save({name: tensor.contiguous() for name, tensor in model.state_dict().items()}, folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+
+
+def test_pickled_weights_are_refused_by_default_and_read_when_the_caller_says_which(tmp_path):
+    pickled_only(tmp_path)
+    with pytest.raises(OSError) as error:
+        DWAttForTokenClassification.from_pretrained(tmp_path)
+    assert str(error.value).endswith(
+        " DWAtt models read weights from safetensors only, unless told otherwise: unpickling a pytorch_model.bin can "
+        "run code. Pass use_safetensors=False to read pickled weights you trust."
+    )
+    with pytest.raises(OSError) as error:  # asked for explicitly: transformers' own error, not the advice
+        DWAttForTokenClassification.from_pretrained(tmp_path, use_safetensors=True)
+    assert "unless told otherwise" not in str(error.value)
+    DWAttForTokenClassification.from_pretrained(tmp_path, use_safetensors=False)
+
+
+@pytest.mark.parametrize("error", [OSError("disk read failed"), ValueError("bad safetensors header")])
+def test_an_error_other_than_missing_safetensors_comes_through_unchanged(error, tmp_path, monkeypatch):
+    built().save_pretrained(tmp_path)
+
+    def failing(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(PreTrainedModel, "from_pretrained", classmethod(failing))
+    with pytest.raises(type(error)) as raised:
+        DWAttForTokenClassification.from_pretrained(tmp_path)
+    assert raised.value is error

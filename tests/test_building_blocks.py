@@ -121,6 +121,7 @@ def test_the_fusions_default_to_no_layer_norm_and_no_layer_dropout():
     for module in (DWAttScalarMix([0, 1, 2]), DWAttMeanFusion([0, 1, 2]), DWAttConcatFusion(8, [0, 1, 2])):
         assert (module.layer_norm, module.fusion_dropout) == (False, 0.0), type(module).__name__
     assert DWAttScalarMix([0, 1]).layer_norm_eps == DWAttMeanFusion([0, 1]).layer_norm_eps == 1e-12
+    assert DWAttConcatFusion(8, [0, 1]).norm.eps == 1e-12
 
 
 def test_concat_normalises_each_layer_with_the_backbones_epsilon():
@@ -162,9 +163,19 @@ def test_fuse_on_the_backbones_states_equals_the_forward_pass_mask_and_value_cac
         with torch.no_grad():
             output = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
             fused, _ = model.fuse(output.hidden_states, attention_mask)  # deeper attends only to real tokens
+            # A cache filled by an ablation (layer 1 masked) holds layers 0 and 2: the next call computes layer 1 and
+            # reuses the others; a third call reuses all three.
             cache = {}
-            cached, _ = model.fuse(output.hidden_states, attention_mask, value_cache=cache)
+            if fusion == "dwatt":
+                model.fuse(output.hidden_states, attention_mask, torch.tensor([True, False, True]), value_cache=cache)
+            filled_by_ablation = dict(cache)
+            cached = [model.fuse(output.hidden_states, attention_mask, value_cache=cache)[0] for _ in range(2)]
         real = attention_mask.bool()
         torch.testing.assert_close(fused[real], output.last_hidden_state[real], rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(cached, fused, rtol=1e-12, atol=1e-12)
-        assert len(cache) == (model.num_fused_layers if fusion == "dwatt" else 0)
+        for result in cached:
+            torch.testing.assert_close(result, fused, rtol=1e-12, atol=1e-12)
+        if fusion == "dwatt":
+            assert sorted(filled_by_ablation) == [0, 2] and sorted(cache) == [0, 1, 2]
+            assert all(isinstance(value, torch.Tensor) for value in cache.values())
+        else:
+            assert cache == {}

@@ -182,3 +182,40 @@ def test_an_error_other_than_missing_safetensors_comes_through_unchanged(error, 
     with pytest.raises(type(error)) as raised:
         DWAttForTokenClassification.from_pretrained(tmp_path)
     assert raised.value is error
+
+
+def test_a_checkpoint_in_a_subfolder_of_a_local_folder_loads(tmp_path):
+    """Before: the local-path check looked at the parent alone and called it a folder without config.json."""
+    saved = built()
+    saved.save_pretrained(tmp_path / "model")
+    loaded = DWAttForTokenClassification.from_pretrained(tmp_path, subfolder="model")
+    torch.testing.assert_close(loaded.classifier.weight, saved.classifier.weight, rtol=0, atol=0)
+    with pytest.raises(FileNotFoundError, match=f"^{tmp_path / 'other'}: {MISSING}$"):
+        DWAttForTokenClassification.from_pretrained(tmp_path, subfolder="other")
+
+
+def test_a_plain_encoder_folder_is_pointed_to_from_backbone(tmp_path):
+    AutoModel.from_config(BertConfig(vocab_size=VOCAB, **TINY)).save_pretrained(tmp_path)
+    with pytest.raises(ValueError) as error:
+        DWAttForTokenClassification.from_pretrained(str(tmp_path))
+    assert str(error.value) == (
+        f"{str(tmp_path)!r} holds a 'bert' config, not a DWAtt checkpoint (model_type 'dwatt'). To put a layer fusion "
+        f"on a plain encoder, use DWAttForTokenClassification.from_backbone({str(tmp_path)!r}, fusion='dwatt'), which "
+        "keeps its weights."
+    )
+
+
+def test_messages_from_loading_name_the_checkpoint_they_came_from(tmp_path, caplog):
+    model = built()
+    with torch.no_grad():
+        model.classifier.bias[0] = float("inf")
+    model.save_pretrained(tmp_path / "broken")
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'broken'}: non-finite"):
+        DWAttForTokenClassification.from_pretrained(tmp_path / "broken")
+    built(num_labels=2, id2label={0: "X", 1: "Y"}, label2id={"X": 0, "Y": 1}).save_pretrained(tmp_path / "labelled")
+    with caplog.at_level(logging.WARNING, logger="dwatt.modeling_dwatt"):
+        DWAttForTokenClassification.from_pretrained(
+            tmp_path / "labelled", id2label={0: "A", 1: "B"}, label2id={"A": 0, "B": 1}
+        )
+    [message] = [r.getMessage() for r in caplog.records if r.name == "dwatt.modeling_dwatt"]
+    assert message.startswith(f"{tmp_path / 'labelled'}: the label map given renames 2 of the 2 outputs")

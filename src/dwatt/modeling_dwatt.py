@@ -696,7 +696,9 @@ class DWAttPreTrainedModel(PreTrainedModel):
         model_type = getattr(config_or_path, "model_type", None)
         saved_id2label = None
         if model_type is None:
-            cls._check_local_path(str(config_or_path))
+            path, subfolder = str(config_or_path), kwargs.get("subfolder") or ""
+            # A local folder's checkpoint may sit in a subfolder; a Hub id's subfolder is the Hub's to resolve.
+            cls._check_local_path(os.path.join(path, subfolder) if subfolder and os.path.isdir(path) else path)
         if model_type is None:  # a path or Hub id: read only its config.json
             lookup = {name: kwargs[name] for name in cls._CONFIG_LOOKUP_KWARGS if name in kwargs}
             config_dict, _ = cls.config_class.get_config_dict(config_or_path, **lookup)

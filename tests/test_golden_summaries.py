@@ -9,8 +9,10 @@ superseded command-line sweep, before configs and per-sentence counts existed: t
 are kept as the record docs/RESULTS.md describes.
 """
 
+import csv
 import os
 import shutil
+from operator import itemgetter
 from pathlib import Path
 
 import pytest
@@ -78,3 +80,28 @@ def test_methods_outside_the_catalogue_order_come_last_by_name():
 
     assert _ordered_methods(["zeta", "dwatt_sqrt_d", "last", "alpha", "last"]) == ["last", "dwatt_sqrt_d", "alpha",
                                                                                    "zeta"]  # fmt: skip
+
+
+def test_a_regime_without_options_and_run_times_at_a_rounding_edge(tmp_path, monkeypatch):
+    """The header lines the slices do not reach: a regime with no model options is titled by its name alone, and
+    run time is hours of 3600 s, to one decimal (180.01 s is 0.1 h; at 3601 s an hour it would print 0.0)."""
+    copy = tmp_path / "tiny_sweep"
+    copy.mkdir()
+    shutil.copy(FIXTURES / "tiny_sweep" / COUNTS_FILE, copy / COUNTS_FILE)
+    with open(FIXTURES / "tiny_sweep" / RUNS_FILE, newline="") as file:
+        rows = list(csv.DictReader(file))
+    run_of = itemgetter("regime", "learning_rate", "method", "k", "seed")
+    for row in rows:
+        row["wall_seconds"] = "180.01" if run_of(row) == run_of(rows[0]) else "0"
+    with open(copy / RUNS_FILE, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    config = (FIXTURES / "tiny_sweep" / "config.yaml").read_text()
+    (tmp_path / "config.yaml").write_text(config.replace("    freeze_backbone: true\n", ""))
+    monkeypatch.chdir(tmp_path)
+    write_summary(copy, load_sweep_config("config.yaml"))
+    summary = (copy / SUMMARY_FILE).read_text()
+    assert "finished runs (0.1 h of run time" in summary
+    assert "\n## Regime `frozen`\n" in summary
+    assert " Run time: 0.1 h.\n" in summary

@@ -10,6 +10,7 @@ are kept as the record docs/RESULTS.md describes.
 """
 
 import csv
+import json
 import os
 import shutil
 from operator import itemgetter
@@ -105,3 +106,44 @@ def test_a_regime_without_options_and_run_times_at_a_rounding_edge(tmp_path, mon
     assert "finished runs (0.1 h of run time" in summary
     assert "\n## Regime `frozen`\n" in summary
     assert " Run time: 0.1 h.\n" in summary
+
+
+def rendered_without(fixture: str, tmp_path, monkeypatch, drop) -> Path:
+    """The fixture's sweep rendered from its runs minus the rows `drop(row)` picks."""
+    copy = tmp_path / fixture
+    copy.mkdir()
+    shutil.copy(FIXTURES / fixture / COUNTS_FILE, copy / COUNTS_FILE)
+    with open(FIXTURES / fixture / RUNS_FILE, newline="") as file:
+        rows = list(csv.DictReader(file))
+    with open(copy / RUNS_FILE, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(row for row in rows if not drop(row))
+    monkeypatch.chdir(ROOT)
+    write_summary(copy, load_sweep_config(f"tests/fixtures/{fixture}/config.yaml"))
+    return copy
+
+
+def test_a_method_not_run_in_a_regime_has_an_empty_trainable_cell(tmp_path, monkeypatch):
+    copy = rendered_without("tiny_sweep_partial", tmp_path, monkeypatch,
+                            lambda row: (row["regime"], row["method"]) == ("lora", "deeper"))  # fmt: skip
+    assert "| deeper | 8,323,620 | 8,339,769 |  |" in (copy / SUMMARY_FILE).read_text().splitlines()
+
+
+def test_the_step_efficiency_plot_gets_each_cells_mean_dev_curve(tmp_path, monkeypatch):
+    from dwatt.experiments.sweep import summary
+
+    plotted = {}
+    monkeypatch.setattr(summary, "plot_step_efficiency", lambda curves, *args: plotted.update(curves))
+    rendered_without("tiny_sweep", tmp_path, monkeypatch, lambda row: False)
+    with open(FIXTURES / "tiny_sweep" / RUNS_FILE, newline="") as file:
+        rows = list(csv.DictReader(file))
+    chosen = json.loads((FIXTURES / "tiny_sweep" / "expected" / "chosen_rates.json").read_text())
+    for (regime, method, k), curve in plotted.items():
+        rate = chosen[f"{regime}/{method}/k{k}"]
+        dev = [row for row in rows if (row["regime"], row["method"], int(row["k"]), row["split"]) ==
+               (regime, method, k, "dev") and float(row["learning_rate"]) == rate]  # fmt: skip
+        assert sorted(curve) == sorted({int(row["step"]) for row in dev})
+        for step, values in curve.items():
+            assert sorted(values) == sorted(float(row["f1"]) for row in dev if int(row["step"]) == step)
+    assert len(plotted) == 3

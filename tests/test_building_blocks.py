@@ -5,6 +5,7 @@ public `fuse` (attention mask and value cache passed on)."""
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 import torch.nn.functional as F
 from conftest import TINY, VOCAB, tiny_backbone_config
@@ -179,3 +180,63 @@ def test_fuse_on_the_backbones_states_equals_the_forward_pass_mask_and_value_cac
             assert all(isinstance(value, torch.Tensor) for value in cache.values())
         else:
             assert cache == {}
+
+
+# ---- the base model's input checks and outputs ----------------------------------------------------------------------
+
+
+LONG_INPUT = (
+    "the input has {length} tokens, more than the 64 positions the backbone has learned; truncate to 64 "
+    "(tokenizer(..., truncation=True, max_length=64)) or use dwatt.inference.predict_word_labels, which labels "
+    "longer text with overlapping windows"
+)
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])  # BERT learns 64 positions; RoBERTa 66, numbered from 2
+def test_the_base_model_refuses_more_tokens_than_learned_positions_by_ids_or_embeddings(family):
+    model = DWAttModel(DWAttConfig(backbone_config=tiny_backbone_config(family), fusion="dwatt")).eval()
+    with torch.no_grad():
+        assert model(input_ids=torch.full((1, 64), 5)).last_hidden_state.shape == (1, 64, 32)
+        for inputs in ({"input_ids": torch.full((1, 65), 5)}, {"inputs_embeds": torch.zeros(1, 65, 32)}):
+            with pytest.raises(ValueError) as error:
+                model(**inputs)
+            assert str(error.value) == LONG_INPUT.format(length=65)
+        # Positions given by the caller are the caller's: no check of the length
+        positions = torch.arange(70).remainder(60)[None] + (2 if family == "roberta" else 0)
+        assert model(input_ids=torch.full((1, 70), 5), position_ids=positions).last_hidden_state.shape[1] == 70
+
+
+def test_the_base_model_names_an_empty_input_and_leaves_a_missing_one_to_transformers():
+    model = DWAttModel(DWAttConfig(backbone_config=bert(), fusion="dwatt")).eval()
+    with pytest.raises(ValueError) as error:
+        model(input_ids=torch.zeros(1, 0, dtype=torch.long))
+    assert str(error.value) == "the input has 0 tokens; expected at least one (the tokenizer adds [CLS]/[SEP])"
+    with pytest.raises(ValueError, match="specify exactly one of input_ids or inputs_embeds"):
+        model()
+
+
+def test_the_base_model_honours_return_dict_passes_extra_arguments_and_asks_the_backbone_for_a_dict(monkeypatch):
+    model = DWAttModel(DWAttConfig(backbone_config=bert(), fusion="dwatt")).eval()
+    input_ids, attention_mask = padded_batch()
+    received, backbone_forward = [], model.backbone.forward
+
+    def forward(**kwargs):
+        received.append(kwargs.pop("marker", None))
+        return backbone_forward(**kwargs)
+
+    monkeypatch.setattr(model.backbone, "forward", forward)
+    # A backbone configured for tuples still hands the fusion a dict (transformers 4.x read this; 5.x ignores it)
+    model.backbone.config.return_dict = False
+    with torch.no_grad():
+        output = model(input_ids=input_ids, attention_mask=attention_mask, marker="for the backbone")
+        as_tuple = model(input_ids=input_ids, attention_mask=attention_mask, return_dict=False)
+    assert received == ["for the backbone", None]
+    assert isinstance(as_tuple, tuple)
+    torch.testing.assert_close(as_tuple[0], output.last_hidden_state, rtol=0, atol=0)
+
+
+def test_a_backbone_without_bert_style_position_embeddings_is_not_length_checked():
+    """Its own limits apply (ModernBERT's rotary positions, say): the check must not fail looking for them."""
+    model = DWAttModel(DWAttConfig(backbone_config=bert(), fusion="dwatt"))
+    model.backbone = torch.nn.Identity()  # no `embeddings` at all
+    model._check_length(torch.ones(1, 500, dtype=torch.long), None)

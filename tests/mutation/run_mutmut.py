@@ -70,7 +70,7 @@ MODULES: dict[str, list[str]] = {  # smallest first: a partial run still covers 
     "src/dwatt/hub/card.py": ["tests/test_card_text.py", "tests/test_hub.py", "tests/test_reliability.py",
                               "tests/test_layer_norm.py"],
     "src/dwatt/experiments/sweep/summary.py": ["tests/test_stats.py", "tests/test_sweep.py",
-                                               "tests/test_golden_summaries.py"],
+                                               "tests/test_golden_summaries.py", "tests/test_summary_tables.py"],
     "src/dwatt/modeling_dwatt.py": [
         "tests/test_fusions.py", "tests/test_reference.py", "tests/test_heads_and_precision.py",
         "tests/test_properties.py", "tests/test_performance.py", "tests/test_regimes.py", "tests/test_config.py",

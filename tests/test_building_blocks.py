@@ -240,3 +240,20 @@ def test_a_backbone_without_bert_style_position_embeddings_is_not_length_checked
     model = DWAttModel(DWAttConfig(backbone_config=bert(), fusion="dwatt"))
     model.backbone = torch.nn.Identity()  # no `embeddings` at all
     model._check_length(torch.ones(1, 500, dtype=torch.long), None)
+
+
+def test_layer_dropout_inside_a_layer_mask_never_revives_a_masked_layer_and_falls_back_to_the_mask():
+    """A user's layer mask and layer dropout in training together: dropout acts on the unmasked layers; a token
+    whose draw would drop every unmasked layer keeps the mask's layers instead (never nothing, never a masked one)."""
+    module = DWAttMeanFusion([0, 1, 2], fusion_dropout=0.5).train()
+    tokens = torch.zeros(4, 50, 8)
+    mask = torch.tensor([True, False, True])
+    torch.manual_seed(0)
+    kept = module.kept_layers(tokens, mask)
+    torch.manual_seed(0)
+    within = mask & ~module.dropped_layers(tokens)  # the same draw
+    fallback = ~within.any(-1, keepdim=True)
+    assert kept.shape == (4, 50, 3)
+    torch.testing.assert_close(kept, torch.where(fallback, mask.expand_as(within), within), rtol=0, atol=0)
+    assert not kept[..., 1].any() and kept.any(-1).all()
+    assert fallback.any() and (kept.sum(-1) == 1).any()  # both cases occur in this draw

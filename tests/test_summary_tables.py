@@ -101,3 +101,15 @@ def test_a_regime_with_one_rate_plans_one_run_per_cell_and_seed():
     single = replace(config.regimes["frozen"], learning_rates=(1e-3,))
     config = replace(config, regimes={"frozen": single})
     assert planned_runs(config, "frozen") == 3 * 1 * 5
+
+
+def test_a_comparison_at_the_family_level_exactly_survives_holm_and_is_bold():
+    test = {("r", "last", 100): {0: 0.40, 1: 0.42}, ("r", "dwatt", 100): {0: 0.50, 1: 0.49}}
+    at_level = difference_table(
+        test, {}, "r", ["last", "dwatt"], [100], "last", {(frozenset({"dwatt", "last"}), 100): 0.05}
+    )
+    above = difference_table(
+        test, {}, "r", ["last", "dwatt"], [100], "last", {(frozenset({"dwatt", "last"}), 100): 0.0501}
+    )
+    assert at_level[-1].startswith("| dwatt | **+8.5 ") and at_level[-1].endswith(" p=0.050 (2)** |")
+    assert above[-1].startswith("| dwatt | +8.5 ") and above[-1].endswith(" p=0.050 (2) |")

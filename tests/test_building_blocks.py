@@ -257,3 +257,16 @@ def test_layer_dropout_inside_a_layer_mask_never_revives_a_masked_layer_and_fall
     torch.testing.assert_close(kept, torch.where(fallback, mask.expand_as(within), within), rtol=0, atol=0)
     assert not kept[..., 1].any() and kept.any(-1).all()
     assert fallback.any() and (kept.sum(-1) == 1).any()  # both cases occur in this draw
+
+
+def test_with_layer_dropout_off_a_fusion_in_training_draws_no_random_numbers():
+    """Layer dropout at 0 must not touch the random stream: a run's other dropout draws (and so its result) stay
+    those of a model without the option."""
+    hidden = tuple(torch.randn(2, 3, 8) for _ in range(3))
+    for module in (DWAttMeanFusion([0, 1, 2]), DWAttScalarMix([0, 1, 2]), DWAttConcatFusion(8, [0, 1, 2])):
+        module.train()
+        torch.manual_seed(0)
+        module(hidden)
+        after = torch.rand(1)
+        torch.manual_seed(0)
+        torch.testing.assert_close(after, torch.rand(1), rtol=0, atol=0, msg=type(module).__name__)

@@ -219,3 +219,49 @@ def test_messages_from_loading_name_the_checkpoint_they_came_from(tmp_path, capl
         )
     [message] = [r.getMessage() for r in caplog.records if r.name == "dwatt.modeling_dwatt"]
     assert message.startswith(f"{tmp_path / 'labelled'}: the label map given renames 2 of the 2 outputs")
+
+
+def test_from_backbone_hands_the_hub_options_to_the_tokenizer_lookup(tiny_bert_dir, tmp_path, monkeypatch):
+    import transformers.utils
+
+    from dwatt import modeling_dwatt
+
+    seen, real_cached_file, real_tokenizer = [], transformers.utils.cached_file, modeling_dwatt.AutoTokenizer
+
+    def cached_file(path, filename, **kwargs):
+        seen.append(("cached_file", {k: v for k, v in kwargs.items() if not k.startswith("_")}))
+        return real_cached_file(path, filename, **kwargs)
+
+    class Tokenizer:
+        @staticmethod
+        def from_pretrained(path, **kwargs):
+            seen.append(("tokenizer", kwargs))
+            return real_tokenizer.from_pretrained(path, **kwargs)
+
+    monkeypatch.setattr(transformers.utils, "cached_file", cached_file)
+    monkeypatch.setattr(modeling_dwatt, "AutoTokenizer", Tokenizer)
+    hub = {"revision": "main", "token": None, "cache_dir": str(tmp_path / "cache"), "local_files_only": True}
+    model = DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), backbone_kwargs=hub, num_labels=3)
+    assert model.backbone_tokenizer is not None
+    assert seen == [("cached_file", hub), ("tokenizer", {"trust_remote_code": False, **hub})]
+
+
+def test_save_pretrained_writes_the_backbones_tokenizer_once_and_on_the_main_process_only(
+    tiny_bert_dir, tmp_path, monkeypatch
+):
+    model = DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), num_labels=3)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    (elsewhere / "tokenizer_config.json").write_text("{}")  # the working folder's file is not the save's
+    monkeypatch.chdir(elsewhere)
+    model.save_pretrained(tmp_path / "main")
+    assert (tmp_path / "main" / "tokenizer_config.json").is_file()
+    model.save_pretrained(tmp_path / "other", is_main_process=False)
+    assert not (tmp_path / "other" / "tokenizer_config.json").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "tokenizer_config.json").write_text('{"written": "by the Trainer"}')
+    model.save_pretrained(kept)
+    assert (kept / "tokenizer_config.json").read_text() == '{"written": "by the Trainer"}'
+    model.save_pretrained(tmp_path / "sharded", max_shard_size="50KB")  # options reach transformers' save
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()

@@ -193,7 +193,15 @@ def recheck_module(module: str, tests: list[str], children: int) -> ModuleScore:
     if saved["source_sha256"] != hashlib.sha256((ROOT / module).read_bytes()).hexdigest():
         raise SystemExit(f"{module} changed since its last mutation run: run it again in full (no --recheck)")
     before, previous = saved["statuses"], saved["score"]
-    again = sorted(name for name, status in before.items() if status in ("survived", "no tests", "not checked"))
+    # A survivor listed as equivalent cannot be killed by any test: not run again (its entry is still checked).
+    listed = tomllib.loads(EQUIVALENT.read_text()).get(module, {}) if EQUIVALENT.is_file() else {}
+    again = sorted(
+        name for name, status in before.items()
+        if status in ("no tests", "not checked") or (status == "survived" and name not in listed)
+    )  # fmt: skip
+    if not again:  # `mutmut run` with no names would run every mutant
+        kept.unlink()
+        return write_score(module, folder, before, previous["seconds"])
     score = run_module(module, tests, children, only=again)
     now = dict(re.findall(r"^(\S+): (.+)$", (folder / "statuses.txt").read_text(), re.M))
     merged = {**before, **{name: now[name] for name in again}}

@@ -226,3 +226,14 @@ def test_a_backbone_handed_to_a_head_is_the_one_it_uses(head_class):
 def test_the_masked_lm_head_normalises_with_the_backbones_epsilon():
     model = DWAttForMaskedLM(tiny_config(layer_norm_eps=1e-7))
     assert model.lm_head.layer_norm.eps == 1e-7
+
+
+def test_embeddings_can_be_swapped_in_and_out_as_transformers_expects():
+    """`resize_token_embeddings` and weight tying go through these accessors."""
+    model = head_model(DWAttForMaskedLM)
+    new_input = torch.nn.Embedding(VOCAB + 5, TINY["hidden_size"])
+    model.dwatt.set_input_embeddings(new_input)
+    assert model.get_input_embeddings() is new_input and model.dwatt.backbone.get_input_embeddings() is new_input
+    new_output = torch.nn.Linear(TINY["hidden_size"], VOCAB + 5)
+    model.set_output_embeddings(new_output)
+    assert model.get_output_embeddings() is new_output and model.lm_head.decoder is new_output

@@ -25,7 +25,8 @@ demo: setup
 # Numerical tests again on ATen's portable kernels: a float32 result that differs by CPU (AVX2, AVX-512,
 # default) fails here, not on a user's machine.
 NUMERIC_TESTS := tests/test_fusions.py tests/test_properties.py tests/test_backbone.py tests/test_trainer.py \
-	tests/test_legacy_checkpoints.py tests/test_analysis.py tests/test_distributed.py
+	tests/test_legacy_checkpoints.py tests/test_analysis.py tests/test_distributed.py tests/test_head_contract.py \
+	tests/test_building_blocks.py
 
 # tests/test_compat_tf457.py loads checkpoints saved here under transformers 4.57.6, in its own venv.
 test: setup

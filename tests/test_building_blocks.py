@@ -15,6 +15,7 @@ from dwatt import DWAttConfig, DWAttForSequenceClassification, DWAttModel
 from dwatt.modeling_dwatt import (
     DWAttConcatFusion,
     DWAttDeeperLayer,
+    DWAttDepthAttention,
     DWAttMeanFusion,
     DWAttScalarMix,
     build_deeper_layer,
@@ -123,6 +124,12 @@ def test_the_fusions_default_to_no_layer_norm_and_no_layer_dropout():
         assert (module.layer_norm, module.fusion_dropout) == (False, 0.0), type(module).__name__
     assert DWAttScalarMix([0, 1]).layer_norm_eps == DWAttMeanFusion([0, 1]).layer_norm_eps == 1e-12
     assert DWAttConcatFusion(8, [0, 1]).norm.eps == 1e-12
+    depth = DWAttDepthAttention(32, [0, 1, 2])  # the paper's sizes: 24-dim depth embeddings, d/2 bottlenecks
+    assert (depth.depth_embedding.shape, depth.query_in.out_features, depth.value_in_weight.shape[-1]) == (
+        (3, 24),
+        16,
+        16,
+    )
 
 
 def test_concat_normalises_each_layer_with_the_backbones_epsilon():

@@ -9,7 +9,7 @@ import torch
 from conftest import TINY, VOCAB
 from transformers import AutoModel, BertConfig, PreTrainedModel
 
-from dwatt import DWAttConfig, DWAttForMaskedLM, DWAttForTokenClassification
+from dwatt import DWAttConfig, DWAttForMaskedLM, DWAttForTokenClassification, DWAttModel
 
 MISSING = "no such folder; expected a folder written by save_pretrained"
 
@@ -244,6 +244,30 @@ def test_from_backbone_hands_the_hub_options_to_the_tokenizer_lookup(tiny_bert_d
     model = DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), backbone_kwargs=hub, num_labels=3)
     assert model.backbone_tokenizer is not None
     assert seen == [("cached_file", hub), ("tokenizer", {"trust_remote_code": False, **hub})]
+    seen.clear()
+    DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), backbone_kwargs={"trust_remote_code": True})
+    assert seen[-1] == ("tokenizer", {"trust_remote_code": True})  # the caller's trust reaches the tokenizer too
+
+
+def test_from_backbone_passes_its_arguments_to_the_backbone_and_the_config(tmp_path):
+    """backbone_kwargs reach AutoModel (pickled weights refused unless asked for), `fusion` and the backbone's
+    config reach DWAttConfig (a pre-LN backbone gets its per-layer normalisation by default)."""
+    from conftest import tiny_backbone_config
+
+    torch.manual_seed(0)
+    AutoModel.from_config(tiny_backbone_config("modernbert")).save_pretrained(tmp_path / "modernbert")
+    model = DWAttModel.from_backbone(str(tmp_path / "modernbert"), fusion="concat",
+                                     backbone_kwargs={"attn_implementation": "eager"})  # fmt: skip
+    assert model.config.fusion == "concat" and model.config.fusion_layer_norm is True
+    assert model.backbone.config._attn_implementation == "eager"
+    backbone = AutoModel.from_config(BertConfig(vocab_size=VOCAB, **TINY))
+    backbone.save_pretrained(tmp_path / "pickled")
+    state = {name: tensor.contiguous() for name, tensor in backbone.state_dict().items()}
+    torch.save(state, tmp_path / "pickled" / "pytorch_model.bin")
+    (tmp_path / "pickled" / "model.safetensors").unlink()
+    with pytest.raises(OSError):
+        DWAttModel.from_backbone(str(tmp_path / "pickled"))
+    DWAttModel.from_backbone(str(tmp_path / "pickled"), backbone_kwargs={"use_safetensors": False})
 
 
 def test_save_pretrained_writes_the_backbones_tokenizer_once_and_on_the_main_process_only(

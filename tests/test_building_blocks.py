@@ -277,3 +277,43 @@ def test_with_layer_dropout_off_a_fusion_in_training_draws_no_random_numbers():
         after = torch.rand(1)
         torch.manual_seed(0)
         torch.testing.assert_close(after, torch.rand(1), rtol=0, atol=0, msg=type(module).__name__)
+
+
+def test_dwatt_defaults_are_the_papers_and_tiny_widths_keep_one_unit():
+    depth = DWAttDepthAttention(32, [0, 1, 2])
+    assert (depth.hidden_size, depth.score_scale, depth.layer_norm_eps) == (32, 1.0, 1e-12)  # no sqrt(d) scaling
+    assert (depth.fusion_dropout, depth.recompute_values) == (0.0, True)
+    narrow = DWAttDepthAttention(1, [0, 1], query_ratio=0.4, value_ratio=0.4)  # round(0.4) = 0: kept at 1
+    assert (narrow.query_in.out_features, narrow.value_in_weight.shape[-1]) == (1, 1)
+
+
+def test_initial_weights_follow_the_configs_initializer_range():
+    """Value MLPs and heads start at N(0, initializer_range) (the DWAtt config's) as BERT's layers do; depth
+    embeddings uniform in [0, 1)."""
+    torch.manual_seed(0)
+    config = DWAttConfig(backbone_config=bert(hidden_size=64), fusion="dwatt", num_labels=40, initializer_range=0.05)
+    model = DWAttForSequenceClassification(config)
+    fusion = model.dwatt.fusion
+    for name, weight in (("value_in_weight", fusion.value_in_weight), ("value_out_weight", fusion.value_out_weight),
+                         ("classifier.dense", model.classifier.dense.weight)):  # fmt: skip
+        assert abs(float(weight.mean())) < 0.005 and 0.045 < float(weight.std()) < 0.055, name
+    embedding = fusion.depth_embedding
+    assert float(embedding.min()) >= 0.0 and 0.9 < float(embedding.max()) < 1.0
+
+
+def test_backbone_dropout_is_read_under_each_familys_name():
+    from dwatt.modeling_dwatt import backbone_dropout
+
+    assert backbone_dropout(SimpleNamespace(hidden_dropout_prob=0.2)) == 0.2  # BERT family
+    assert backbone_dropout(SimpleNamespace(dropout=0.3)) == 0.3  # DistilBERT
+    assert backbone_dropout(SimpleNamespace(mlp_dropout=0.4)) == 0.4  # ModernBERT
+    assert backbone_dropout(SimpleNamespace()) == 0.1
+
+
+def test_the_head_dropout_is_the_configs_or_else_the_backbones():
+    given = DWAttForSequenceClassification(DWAttConfig(backbone_config=bert(), classifier_dropout=0.3, num_labels=3))
+    inherited = DWAttForSequenceClassification(DWAttConfig(backbone_config=bert(hidden_dropout_prob=0.2), num_labels=3))
+    assert (given.dropout.p, inherited.dropout.p) == (0.3, 0.2)
+    from dwatt import DWAttForTokenClassification
+
+    assert DWAttForTokenClassification(DWAttConfig(backbone_config=bert(), num_labels=3)).num_labels == 3

@@ -308,7 +308,12 @@ def main() -> None:
             folder = WORK / Path(module).stem
             if wanted and Path(module).stem in wanted and (folder / "mutants").is_dir():
                 previous = json.loads((folder / SCORE_FILE).read_text()) if (folder / SCORE_FILE).is_file() else {}
-                scores.append(score_module(module, folder, previous.get("seconds", float("nan"))))
+                seconds = previous.get("seconds", float("nan"))
+                if (folder / "statuses.txt").is_file():  # after a recheck, mutmut's own results hold only its subset
+                    statuses = dict(re.findall(r"^(\S+): (.+)$", (folder / "statuses.txt").read_text(), re.M))
+                    scores.append(write_score(module, folder, statuses, seconds))
+                else:
+                    scores.append(score_module(module, folder, seconds))
         args.collect = True
     for module, tests in MODULES.items():
         if not args.collect and (wanted is None or Path(module).stem in wanted):

@@ -296,8 +296,9 @@ def test_initial_weights_follow_the_configs_initializer_range():
     fusion = model.dwatt.fusion
     for name, weight in (("value_in_weight", fusion.value_in_weight), ("value_out_weight", fusion.value_out_weight),
                          ("classifier.dense", model.classifier.dense.weight)):  # fmt: skip
+        weight = weight.detach()
         assert abs(float(weight.mean())) < 0.005 and 0.045 < float(weight.std()) < 0.055, name
-    embedding = fusion.depth_embedding
+    embedding = fusion.depth_embedding.detach()
     assert float(embedding.min()) >= 0.0 and 0.9 < float(embedding.max()) < 1.0
 
 

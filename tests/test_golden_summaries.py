@@ -86,30 +86,22 @@ def test_methods_outside_the_catalogue_order_come_last_by_name():
 def test_a_regime_without_options_and_run_times_at_a_rounding_edge(tmp_path, monkeypatch):
     """The header lines the slices do not reach: a regime with no model options is titled by its name alone, and
     run time is hours of 3600 s, to one decimal (180.01 s is 0.1 h; at 3601 s an hour it would print 0.0)."""
-    copy = tmp_path / "tiny_sweep"
-    copy.mkdir()
-    shutil.copy(FIXTURES / "tiny_sweep" / COUNTS_FILE, copy / COUNTS_FILE)
-    with open(FIXTURES / "tiny_sweep" / RUNS_FILE, newline="") as file:
-        rows = list(csv.DictReader(file))
     run_of = itemgetter("regime", "learning_rate", "method", "k", "seed")
-    for row in rows:
-        row["wall_seconds"] = "180.01" if run_of(row) == run_of(rows[0]) else "0"
-    with open(copy / RUNS_FILE, "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    config = (FIXTURES / "tiny_sweep" / "config.yaml").read_text()
-    (tmp_path / "config.yaml").write_text(config.replace("    freeze_backbone: true\n", ""))
-    monkeypatch.chdir(tmp_path)
-    write_summary(copy, load_sweep_config("config.yaml"))
+
+    def one_run_of_180_01_seconds(rows):
+        return [dict(row, wall_seconds="180.01" if run_of(row) == run_of(rows[0]) else "0") for row in rows]
+
+    config = (FIXTURES / "tiny_sweep" / "config.yaml").read_text().replace("    freeze_backbone: true\n", "")
+    copy = rendered_with("tiny_sweep", tmp_path, monkeypatch, one_run_of_180_01_seconds, config)
     summary = (copy / SUMMARY_FILE).read_text()
     assert "finished runs (0.1 h of run time" in summary
     assert "\n## Regime `frozen`\n" in summary
     assert " Run time: 0.1 h.\n" in summary
 
 
-def rendered_without(fixture: str, tmp_path, monkeypatch, drop) -> Path:
-    """The fixture's sweep rendered from its runs minus the rows `drop(row)` picks."""
+def rendered_with(fixture: str, tmp_path, monkeypatch, edit_rows, config: str | None = None) -> Path:
+    """The fixture's sweep rendered from its runs as `edit_rows(rows)` leaves them, with its config (or the
+    given config text)."""
     copy = tmp_path / fixture
     copy.mkdir()
     shutil.copy(FIXTURES / fixture / COUNTS_FILE, copy / COUNTS_FILE)
@@ -118,15 +110,21 @@ def rendered_without(fixture: str, tmp_path, monkeypatch, drop) -> Path:
     with open(copy / RUNS_FILE, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(row for row in rows if not drop(row))
+        writer.writerows(edit_rows(rows))
+    config_path = FIXTURES / fixture / "config.yaml"
+    if config is not None:
+        config_path = tmp_path / "config.yaml"
+        config_path.write_text(config)
     monkeypatch.chdir(ROOT)
-    write_summary(copy, load_sweep_config(f"tests/fixtures/{fixture}/config.yaml"))
+    write_summary(copy, load_sweep_config(os.path.relpath(config_path, ROOT)))
     return copy
 
 
 def test_a_method_not_run_in_a_regime_has_an_empty_trainable_cell(tmp_path, monkeypatch):
-    copy = rendered_without("tiny_sweep_partial", tmp_path, monkeypatch,
-                            lambda row: (row["regime"], row["method"]) == ("lora", "deeper"))  # fmt: skip
+    def without_lora_deeper(rows):
+        return [row for row in rows if (row["regime"], row["method"]) != ("lora", "deeper")]
+
+    copy = rendered_with("tiny_sweep_partial", tmp_path, monkeypatch, without_lora_deeper)
     assert "| deeper | 8,323,620 | 8,339,769 |  |" in (copy / SUMMARY_FILE).read_text().splitlines()
 
 
@@ -135,7 +133,7 @@ def test_the_step_efficiency_plot_gets_each_cells_mean_dev_curve(tmp_path, monke
 
     plotted = {}
     monkeypatch.setattr(summary, "plot_step_efficiency", lambda curves, *args: plotted.update(curves))
-    rendered_without("tiny_sweep", tmp_path, monkeypatch, lambda row: False)
+    rendered_with("tiny_sweep", tmp_path, monkeypatch, lambda rows: rows)
     with open(FIXTURES / "tiny_sweep" / RUNS_FILE, newline="") as file:
         rows = list(csv.DictReader(file))
     chosen = json.loads((FIXTURES / "tiny_sweep" / "expected" / "chosen_rates.json").read_text())

@@ -2,7 +2,6 @@
 one common seed or without per-sentence counts (n/a, cell by cell), a comparison outside the Holm family, a grid
 without dev scores, runs the config no longer plans, and a regime with a single rate."""
 
-import csv
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import numpy as np
 from dwatt.experiments.stats import paired_difference
 from dwatt.experiments.sweep.config import load_sweep_config
 from dwatt.experiments.sweep.selection import RateChoice, choose_rates
-from dwatt.experiments.sweep.store import RUNS_FILE
+from dwatt.experiments.sweep.store import RUNS_FILE, RunsFile
 from dwatt.experiments.sweep.summary import (
     RunPoints,
     difference_table,
@@ -26,12 +25,7 @@ KS = [100, 500]
 
 
 def fixture_rows() -> list[dict]:
-    with open(FIXTURE / RUNS_FILE, newline="") as file:
-        rows = list(csv.DictReader(file))
-    for row in rows:  # typed as RunsFile.read gives them
-        row.update(learning_rate=float(row["learning_rate"]), k=int(row["k"]), seed=int(row["seed"]),
-                   step=int(row["step"]), f1=float(row["f1"]), wall_seconds=float(row["wall_seconds"]))  # fmt: skip
-    return rows
+    return RunsFile(FIXTURE / RUNS_FILE).read()
 
 
 def test_difference_cells_say_n_a_for_one_seed_missing_counts_and_a_comparison_outside_the_family():

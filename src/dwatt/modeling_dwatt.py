@@ -669,7 +669,8 @@ class DWAttPreTrainedModel(PreTrainedModel):
     def _check_local_path(path: str) -> None:
         """A missing folder, a file or a folder without config.json, named as such (not as a bad Hub id)."""
         # A Hub id is `name` or `namespace/name` (no backslash, no leading dot); a one-slash path counts as local when
-        # its first part is a folder here (`runs/missing` beside a `runs/` folder).
+        # its first part is a folder here (`runs/missing` beside a `runs/` folder). Not huggingface_hub's
+        # validate_repo_id: the hub pair imports only torch and transformers, and it would pass `runs/missing` too.
         looks_local = (
             os.path.isabs(path)
             or path.startswith((".", "~"))

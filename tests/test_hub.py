@@ -517,3 +517,13 @@ print(json.dumps({{"mapped": mapped, "served": served, "plain": plain}}))
     assert served["words"] == mapped["words"] and isinstance(served["entities"], list)
     assert all({"entity_group", "word", "start", "end", "score"} <= set(entity) for entity in served["entities"])
     assert "words" not in result["plain"]  # layer weights only when asked for
+
+
+def test_save_pretrained_with_push_to_hub_uploads_the_backbones_tokenizer(tiny_bert_dir, tmp_path, hub_mocks):
+    """transformers uploads from inside its own save: a model from `from_backbone` must have written its
+    tokenizer into the folder by then, or the Hub repo has weights no one can tokenize for."""
+    model = DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), num_labels=3)
+    model.save_pretrained(tmp_path / "pushed", push_to_hub=True, repo_id=REPO_ID)
+    (uploaded,) = committed(hub_mocks.create_commit)
+    assert {"config.json", "model.safetensors", "tokenizer_config.json", "tokenizer.json"} <= set(uploaded)
+    assert set(uploaded) == {path.name for path in (tmp_path / "pushed").iterdir()}

@@ -282,6 +282,8 @@ def test_save_pretrained_writes_the_backbones_tokenizer_once_and_on_the_main_pro
     assert (tmp_path / "main" / "tokenizer_config.json").is_file()
     model.save_pretrained(tmp_path / "other", is_main_process=False)
     assert not (tmp_path / "other" / "tokenizer_config.json").exists()
+    model.save_pretrained(tmp_path / "by_position", False)  # transformers' second parameter
+    assert not (tmp_path / "by_position" / "tokenizer_config.json").exists()
     kept = tmp_path / "kept"
     kept.mkdir()
     (kept / "tokenizer_config.json").write_text('{"written": "by the Trainer"}')

@@ -594,18 +594,23 @@ class DWAttPreTrainedModel(PreTrainedModel):
         model.backbone_tokenizer = _backbone_tokenizer(name_or_path, backbone_kwargs or {})
         return model.eval()  # as from_pretrained returns it: no dropout until training switches it on
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
+    def save_pretrained(self, save_directory, is_main_process=True, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`; a model built by `from_backbone` also writes the backbone's
-        tokenizer, unless the folder already holds one (the Trainer saves its own)."""
-        super().save_pretrained(save_directory, *args, **kwargs)
+        tokenizer on the main process, unless the folder already holds one (the Trainer saves its own)."""
+        super().save_pretrained(save_directory, is_main_process, *args, **kwargs)
+        if is_main_process:
+            self._save_backbone_tokenizer(save_directory)
+
+    def _save_backbone_tokenizer(self, save_directory):
         tokenizer = getattr(self, "backbone_tokenizer", None)
-        is_main_process = kwargs.get("is_main_process", True)
-        if (
-            tokenizer is not None
-            and is_main_process
-            and not os.path.isfile(os.path.join(save_directory, "tokenizer_config.json"))
-        ):
+        if tokenizer is not None and not os.path.isfile(os.path.join(save_directory, "tokenizer_config.json")):
             tokenizer.save_pretrained(save_directory)
+
+    def _upload_modified_files(self, working_dir, *args, **kwargs):
+        # `save_pretrained(..., push_to_hub=True)` uploads from inside transformers' save, before ours returns:
+        # the tokenizer must be in the folder (and new in it) by then to reach the Hub.
+        self._save_backbone_tokenizer(working_dir)
+        return super()._upload_modified_files(working_dir, *args, **kwargs)
 
     # Hub options of `from_pretrained` that also apply to reading the config alone.
     _CONFIG_LOOKUP_KWARGS = (

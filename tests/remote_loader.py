@@ -41,5 +41,6 @@ for checkpoint, auto_name in spec["loads"]:
         "class": type(model).__name__,
         "module": type(model).__module__,
         "output": first.tolist(),
+        "no_split_modules": sorted(model._no_split_modules or []),
     }
 json.dump(results, open(spec["result"], "w"))

@@ -302,6 +302,88 @@ def test_initial_weights_follow_the_configs_initializer_range():
     assert float(embedding.min()) >= 0.0 and 0.9 < float(embedding.max()) < 1.0
 
 
+def test_key_and_concat_weights_start_where_the_paper_and_the_init_switch_put_them():
+    """W_K uniform within nn.Linear's bound 1/sqrt(pos_dim) (its fan-in: keys are W_K p_n); concat's projection
+    N(0, initializer_range), or zero under `fusion_init="identity"`."""
+    torch.manual_seed(0)
+    dwatt = DWAttModel(DWAttConfig(backbone_config=bert(hidden_size=64), dwatt_pos_dim=4)).fusion
+    keys = dwatt.key_weight.detach()
+    assert 0.45 < float(keys.abs().max()) <= 0.5 and float(keys.min()) < -0.45  # 1 / sqrt(4), both signs
+    concat = DWAttModel(DWAttConfig(backbone_config=bert(hidden_size=64), fusion="concat", initializer_range=0.05))
+    weight = concat.fusion.weight.detach()
+    assert abs(float(weight.mean())) < 0.005 and 0.045 < float(weight.std()) < 0.055
+    identity = DWAttModel(DWAttConfig(backbone_config=bert(hidden_size=64), fusion="concat", fusion_init="identity"))
+    assert not identity.fusion.weight.detach().any()
+
+
+# ---- assembly: what the config and the backbone hand to each part -------------------------------------------------
+
+
+@pytest.mark.parametrize("fusion", ["dwatt", "concat", "scalar_mix", "mean"])
+def test_build_fusion_hands_each_fusion_the_configs_fields_and_the_backbones_epsilon(fusion):
+    config = DWAttConfig(backbone_config=bert(layer_norm_eps=1e-7), fusion=fusion, fusion_layers=[1, 2],
+                         dwatt_pos_dim=5, dwatt_query_ratio=0.25, dwatt_value_ratio=0.75, fusion_dropout=0.3,
+                         fusion_layer_norm=fusion != "dwatt")  # fmt: skip
+    module = build_fusion(config)
+    assert module.layer_indices == [1, 2] and module.fusion_dropout == 0.3
+    hidden = config.backbone_config.hidden_size
+    if fusion == "dwatt":
+        assert module.depth_embedding.shape == (2, 5) and module.key_weight.shape == (5, hidden)
+        assert module.query_in.out_features == round(0.25 * hidden) and module.query_norm.eps == 1e-7
+        assert module.value_in_weight.shape[-1] == round(0.75 * hidden) and module.layer_norm_eps == 1e-7
+    elif fusion == "concat":
+        assert module.layer_norm is True and module.norm.eps == 1e-7
+    else:
+        assert module.layer_norm is True and module.layer_norm_eps == 1e-7
+
+
+def test_a_config_made_before_fusion_layer_norm_existed_builds_unnormalised_fusions():
+    config = DWAttConfig(backbone_config=bert(), fusion="concat")
+    del config.fusion_layer_norm  # a pickled or hand-built config object of an older release
+    for fusion in ("concat", "scalar_mix", "mean"):
+        assert build_fusion(config, fusion).layer_norm is False, fusion
+
+
+def test_the_backbones_epsilon_is_read_under_each_familys_name():
+    from dwatt.modeling_dwatt import backbone_layer_norm_eps
+
+    assert backbone_layer_norm_eps(SimpleNamespace(layer_norm_eps=1e-7)) == 1e-7  # BERT family
+    assert backbone_layer_norm_eps(SimpleNamespace(norm_eps=1e-6)) == 1e-6  # ModernBERT
+    assert backbone_layer_norm_eps(SimpleNamespace(layer_norm_eps=None, norm_eps=1e-5)) == 1e-5
+    assert backbone_layer_norm_eps(SimpleNamespace()) == 1e-12  # BERT's
+
+
+def test_the_base_layer_fusion_drops_nothing_by_default():
+    from dwatt.modeling_dwatt import DWAttLayerFusion
+
+    assert DWAttLayerFusion([0, 2]).fusion_dropout == 0.0
+
+
+@pytest.mark.parametrize(
+    ("fusion", "own"),
+    [("dwatt", {"DWAttDepthAttention"}), ("concat", {"DWAttConcatFusion"}), ("deeper", {"DWAttDeeperLayer"}),
+     ("scalar_mix", set()), ("last", set())],
+)  # fmt: skip
+def test_a_model_names_the_backbones_layers_and_its_own_fusion_blocks_as_unsplittable(fusion, own):
+    """`device_map="auto"` and FSDP's auto-wrap read `_no_split_modules`: the backbone's layers must stay whole,
+    and FSDP refuses a named class the model does not hold, so only the blocks this model has are listed."""
+    from transformers import BertModel
+
+    expected = set(BertModel._no_split_modules) | own
+    config = DWAttConfig(backbone_config=bert(), fusion=fusion, num_labels=3)
+    assert set(DWAttModel(config)._no_split_modules) == expected
+    assert set(DWAttForSequenceClassification(config)._no_split_modules) == expected
+
+
+@pytest.mark.parametrize(("fusion", "kept"), [("dwatt", {"fusion"}), ("concat", {"fusion"}), ("scalar_mix", {"fusion"}),
+                                             ("mean", set()), ("last", set()), ("deeper", set())])  # fmt: skip
+def test_only_a_model_with_fusion_weights_asks_to_keep_them_in_float32(fusion, kept):
+    """transformers 4.x refuses a `_keep_in_fp32_modules_strict` entry the model lacks (tests/test_compat_tf457.py
+    loads such models there): `last`, `mean` and `deeper` list nothing."""
+    model = DWAttModel(DWAttConfig(backbone_config=bert(), fusion=fusion))
+    assert set(model._keep_in_fp32_modules_strict or ()) == kept
+
+
 def test_backbone_dropout_is_read_under_each_familys_name():
     from dwatt.modeling_dwatt import backbone_dropout
 

@@ -59,3 +59,9 @@ def test_checkpoints_load_under_transformers_4_57(tf457_python, batch, tmp_path)
         torch.testing.assert_close(
             torch.tensor(loaded["output"]), expected[checkpoint.name], rtol=1e-5, atol=1e-5, msg=checkpoint.name
         )
+        # 4.x does not gather the backbone's unsplittable layers into the model's list (5.x's post_init does):
+        # FSDP's auto-wrap and device_map="auto" would cut a BERT layer in two.
+        assert "BertLayer" in loaded["no_split_modules"], checkpoint.name
+    dwatt = results["DWAttForTokenClassification-dwatt:AutoModelForTokenClassification"]["no_split_modules"]
+    concat = results["DWAttModel-concat:AutoModel"]["no_split_modules"]
+    assert "DWAttDepthAttention" in dwatt and "DWAttConcatFusion" not in dwatt and "DWAttConcatFusion" in concat

@@ -161,6 +161,13 @@ def test_predictions_label_every_word_of_sentences_longer_than_max_seq_length(ti
 
     test_tokens = load_wnut16()["test"]["tokens"][:24]
     assert [len(block.split("\n")) for block in blocks] == [len(tokens) for tokens in test_tokens]
+    # Each phase's counts reach its results file (the model card and the sweep read them there).
+    written = {phase: json.loads((tmp_path / "run" / f"{phase}_results.json").read_text())
+               for phase in ("train", "eval", "predict")}  # fmt: skip
+    assert written["train"]["train_truncated_sentences"] == results["train_truncated_sentences"] > 0
+    assert written["eval"]["eval_truncated_sentences"] == results["eval_truncated_sentences"] > 0
+    assert written["eval"]["eval_samples"] == written["predict"]["predict_samples"] == 24
+    assert written["predict"]["predict_truncated_sentences"] == results["predict_truncated_sentences"]
 
 
 def test_the_best_model_by_f1_as_transformers_users_ask_for_it(tiny_bert_dir, tmp_path):

@@ -304,6 +304,27 @@ def test_run_ner_push_to_hub_end_to_end(tiny_bert_dir, tmp_path, hub_mocks):
     assert "| few-shot K / sample seed | 16 / 0 |" in card and "| optimizer steps | 2 of 2 |" in card
 
 
+def test_run_ner_pushes_an_evaluated_model_it_did_not_train(tiny_bert_dir, tmp_path, hub_mocks):
+    """`--do_eval --push_to_hub` without `--do_train` (publishing a model with its scores): the model is saved and
+    its run recorded before the push, so the Hub gets weights, tokenizer and a card with the evaluation."""
+    from conftest import parse_run_args
+
+    from dwatt.tasks.ner import run_ner
+
+    run = tmp_path / "run"
+    args = parse_run_args(
+        (ModelArguments, NerDataArguments, TrainingArguments),
+        ["--model_name_or_path", tiny_bert_dir, "--output_dir", run, "--max_eval_samples", "8", "--do_eval",
+         "--report_to", "none", "--use_cpu", "--push_to_hub", "--hub_model_id", REPO_ID],
+    )  # fmt: skip
+    results = run_ner(*args)
+    contents = committed_contents(hub_mocks.create_commit.call_args_list[0])
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= set(contents)
+    assert (run / "run_arguments.json").is_file()
+    card = contents["README.md"][1].decode()
+    assert f"value: {results['eval_accuracy']}" in card and "**Not fine-tuned**" in card  # said, not hidden
+
+
 def test_card_round_trips_and_reports_the_metrics_files(run_dir, tmp_path):
     export = export_push_ready(run_dir, tmp_path / "export", repo_id=REPO_ID).folder
     card = ModelCard.load(export / "README.md")

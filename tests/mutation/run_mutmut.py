@@ -56,8 +56,9 @@ MODULES: dict[str, list[str]] = {  # smallest first: a partial run still covers 
     "src/dwatt/metrics.py": ["tests/test_metrics.py", "tests/test_sweep.py", "tests/test_run_ner.py"],
     "src/dwatt/experiments/stats.py": ["tests/test_stats.py", "tests/test_analysis.py"],
     "src/dwatt/tasks/ner.py": [
-        "tests/test_ner_task.py", "tests/test_flags.py", "tests/test_run_ner.py", "tests/test_reliability.py", "tests/test_misuse.py",
-        "tests/test_sweep.py", "tests/test_frozen_features.py", "tests/test_tokenizers.py", "tests/test_faults.py",
+        "tests/test_ner_task.py", "tests/test_flags.py", "tests/test_run_ner.py", "tests/test_reliability.py",
+        "tests/test_misuse.py", "tests/test_sweep.py", "tests/test_frozen_features.py", "tests/test_tokenizers.py",
+        "tests/test_faults.py",
         "tests/test_hub.py::test_run_ner_push_to_hub_end_to_end",
         "tests/test_hub.py::test_run_ner_pushes_an_evaluated_model_it_did_not_train",
     ],

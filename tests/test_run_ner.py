@@ -152,10 +152,22 @@ def test_ddp_two_processes_on_cpu(tiny_bert_dir, tmp_path):
     assert "Total train batch size (w. parallel, distributed & accumulation) = 8" in log  # 2 ranks x 4
 
 
-def test_predictions_label_every_word_of_sentences_longer_than_max_seq_length(tiny_bert_dir, tmp_path):
-    """Test tweets cut by --max_seq_length are predicted again with overlapping windows: no word unscored."""
+def test_predictions_label_every_word_of_sentences_longer_than_max_seq_length(tiny_bert_dir, tmp_path, monkeypatch):
+    """Test tweets cut by --max_seq_length are predicted again with overlapping windows (of the run's length and
+    stride): no word unscored."""
+    import dwatt.tasks.ner as ner
+
+    windows = []
+
+    def predict_word_labels(model, tokenizer, words, max_seq_length=None, stride=None):
+        windows.append((max_seq_length, stride))
+        return real(model, tokenizer, words, max_seq_length, stride)
+
+    real = ner.predict_word_labels
+    monkeypatch.setattr(ner, "predict_word_labels", predict_word_labels)
     results = run_ner(*tiny_job(tiny_bert_dir, tmp_path / "run", "--max_seq_length", "8", "--stride", "2"))
     assert results["predict_truncated_sentences"] > 0 and results["predict_scored_with_windows"] is True
+    assert windows == [(8, 2)]
     blocks = (tmp_path / "run" / "predictions.conll").read_text().strip().split("\n\n")
     from dwatt.data.corpora import load_wnut16
 

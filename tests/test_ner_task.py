@@ -81,3 +81,20 @@ def test_the_stride_is_checked_against_the_room_a_window_has(tokenizer):
         )
         with pytest.raises(ValueError, match=re.escape(expected)):
             check_max_seq_length(10, tokenizer, backbone, stride)
+
+
+@pytest.mark.parametrize(("flag", "split"), [("--do_eval", "validation"), ("--do_predict", "test")])
+def test_a_phase_without_its_split_is_refused_before_any_model_is_loaded(tmp_path, flag, split):
+    from conftest import parse_run_args
+    from transformers import TrainingArguments
+
+    from dwatt.tasks.arguments import ModelArguments
+    from dwatt.tasks.ner import run_ner
+
+    args = parse_run_args(
+        (ModelArguments, NerDataArguments, TrainingArguments),
+        ["--model_name_or_path", str(tmp_path / "never-read"), "--output_dir", tmp_path / "out", "--train_file",
+         conll(tmp_path, "train.txt"), "--do_train", flag, "--report_to", "none", "--use_cpu"],
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=re.escape(f"{flag} needs a {split} split; the data has ['train']")):
+        run_ner(*args)

@@ -5,10 +5,13 @@ import re
 from types import SimpleNamespace
 
 import pytest
-from transformers import AutoTokenizer
+from conftest import parse_run_args
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+from transformers import AutoTokenizer, TrainingArguments
 
 from dwatt.data.corpora import load_wnut16
-from dwatt.tasks.ner import NerDataArguments, check_max_seq_length, load_ner_data
+from dwatt.tasks.arguments import ModelArguments
+from dwatt.tasks.ner import NerDataArguments, check_max_seq_length, load_ner_data, run_ner
 
 CONLL = "Paris\tB-LOC\nis\tO\n\nBob\tB-PER\nran\tO\n\nAnn\tB-PER\nsat\tO\n"
 
@@ -83,18 +86,67 @@ def test_the_stride_is_checked_against_the_room_a_window_has(tokenizer):
             check_max_seq_length(10, tokenizer, backbone, stride)
 
 
-@pytest.mark.parametrize(("flag", "split"), [("--do_eval", "validation"), ("--do_predict", "test")])
-def test_a_phase_without_its_split_is_refused_before_any_model_is_loaded(tmp_path, flag, split):
-    from conftest import parse_run_args
-    from transformers import TrainingArguments
-
-    from dwatt.tasks.arguments import ModelArguments
-    from dwatt.tasks.ner import run_ner
-
+def run_before_the_model(tmp_path, *flags):
+    """run_ner up to loading the model, which is missing: the checks before it raise their own errors, and a run
+    that passes them ends in the missing model's."""
     args = parse_run_args(
         (ModelArguments, NerDataArguments, TrainingArguments),
-        ["--model_name_or_path", str(tmp_path / "never-read"), "--output_dir", tmp_path / "out", "--train_file",
-         conll(tmp_path, "train.txt"), "--do_train", flag, "--report_to", "none", "--use_cpu"],
+        ["--model_name_or_path", str(tmp_path / "never-read"), "--output_dir", tmp_path / "out", "--report_to",
+         "none", "--use_cpu", *flags],
     )  # fmt: skip
+    run_ner(*args)
+
+
+@pytest.mark.parametrize(("flag", "split"), [("--do_eval", "validation"), ("--do_predict", "test")])
+def test_a_phase_without_its_split_is_refused_before_any_model_is_loaded(tmp_path, flag, split):
     with pytest.raises(ValueError, match=re.escape(f"{flag} needs a {split} split; the data has ['train']")):
-        run_ner(*args)
+        run_before_the_model(tmp_path, "--train_file", conll(tmp_path, "train.txt"), "--do_train", flag)
+
+
+def test_training_data_with_no_entity_tag_is_refused(tmp_path):
+    train = conll(tmp_path, "train.txt", "Paris\tO\nis\tO\n")
+    expected = (
+        f"{train}: every training tag is 'O'; expected entity tags (B-<type>/I-<type>) as well, or the model can "
+        "only ever predict 'O'"
+    )
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        run_before_the_model(tmp_path, "--train_file", train, "--do_train")
+    with pytest.raises(OSError, match="never-read"):  # only training needs entity tags
+        run_before_the_model(tmp_path, "--validation_file", train, "--do_eval")
+    with pytest.raises(OSError, match="never-read"):  # one entity tag besides O is enough
+        run_before_the_model(tmp_path, "--train_file", conll(tmp_path, "two.txt", "Paris\tB-LOC\nis\tO\n"),
+                             "--do_train")  # fmt: skip
+
+
+@pytest.mark.parametrize(("names", "refused_as"), [([], "'missing'"), (["O"], "'O'"), (["O", "B-PER"], None)])
+def test_a_datasets_tag_names_need_one_besides_o(tmp_path, monkeypatch, names, refused_as):
+    """A Hub dataset's ClassLabel names, as given (not completed like a file's tags): two are enough."""
+    import dwatt.tasks.ner as ner
+
+    data = Dataset.from_dict({"tokens": [], "ner_tags": []}, features=Features(
+        {"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=names))}))  # fmt: skip
+    monkeypatch.setattr(ner, "load_ner_data", lambda data_args: DatasetDict(train=data))
+    if refused_as is None:
+        with pytest.raises(OSError, match="never-read"):
+            run_before_the_model(tmp_path, "--do_train")
+        return
+    with pytest.raises(ValueError, match=re.escape(f"{ner.BUNDLED_DATASET}: every training tag is {refused_as}")):
+        run_before_the_model(tmp_path, "--do_train")
+
+
+def test_without_training_data_the_labels_come_from_the_data_there_is(tmp_path, monkeypatch):
+    """An evaluation-only run reads its label names from its first split (the model's are checked against them
+    when it loads)."""
+    import dwatt.tasks.ner as ner
+
+    seen = {}
+
+    def load_model(model_args, model_class, **config):
+        seen.update(config)
+        raise OSError("stop here")
+
+    monkeypatch.setattr(ner, "load_word_tokenizer", lambda *args, **kwargs: None)
+    monkeypatch.setattr(ner, "load_model", load_model)
+    with pytest.raises(OSError, match="stop here"):
+        run_before_the_model(tmp_path, "--validation_file", conll(tmp_path, "dev.txt"), "--do_eval")
+    assert seen["id2label"] == {0: "O", 1: "B-LOC", 2: "I-LOC", 3: "B-PER", 4: "I-PER"} and seen["num_labels"] == 5

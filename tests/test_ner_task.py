@@ -97,10 +97,13 @@ def run_before_the_model(tmp_path, *flags):
     run_ner(*args)
 
 
-@pytest.mark.parametrize(("flag", "split"), [("--do_eval", "validation"), ("--do_predict", "test")])
-def test_a_phase_without_its_split_is_refused_before_any_model_is_loaded(tmp_path, flag, split):
-    with pytest.raises(ValueError, match=re.escape(f"{flag} needs a {split} split; the data has ['train']")):
-        run_before_the_model(tmp_path, "--train_file", conll(tmp_path, "train.txt"), "--do_train", flag)
+@pytest.mark.parametrize(("given", "flag", "split"), [("--train_file", "--do_eval", "validation"),
+                                                      ("--train_file", "--do_predict", "test"),
+                                                      ("--test_file", "--do_train", "train")])  # fmt: skip
+def test_a_phase_without_its_split_is_refused_before_any_model_is_loaded(tmp_path, given, flag, split):
+    has = given.removeprefix("--").removesuffix("_file")
+    with pytest.raises(ValueError, match=re.escape(f"{flag} needs a {split} split; the data has ['{has}']")):
+        run_before_the_model(tmp_path, given, conll(tmp_path, "data.txt"), flag)
 
 
 def test_training_data_with_no_entity_tag_is_refused(tmp_path):

@@ -427,3 +427,30 @@ def test_from_backbone_with_id2label_saves_label2id_as_transformers_run_ner_read
     assert saved["label2id"] == {label: index for index, label in enumerate(labels)}
     reloaded = DWAttForTokenClassification.from_pretrained(tmp_path)
     assert sorted(reloaded.config.label2id.keys()) == sorted(labels)  # what run_ner compares with its labels
+
+
+@pytest.mark.parametrize("task", ["ner", "classification", "mlm"])
+@pytest.mark.parametrize("name", ["/no/such/model", "./no-such-model", "runs/no-such-model"])
+def test_a_model_folder_that_does_not_exist_is_named_as_one(tmp_path, monkeypatch, run_command, task, name):
+    """transformers calls a missing local folder a malformed Hub repo id ("Repo id must be in the form ...")."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()  # `runs/x` beside a runs/ folder is a path, not the Hub id owner/name
+    failed = run_command(task, "--model_name_or_path", name, "--output_dir", tmp_path / "out", "--do_train",
+                         "--max_steps", "1")  # fmt: skip
+    assert failed.returncode == 2 and failed.stderr.startswith(
+        f"error: --model_name_or_path {name}: no such folder; expected a model folder or a Hub id (owner/name)"
+    )
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    (lambda path: path.mkdir(), "no config.json in this folder; expected a model folder (is it empty, or the parent "
+                                "of a run folder?)"),
+    (lambda path: path.write_text("{}"), "a file; expected a model folder (config.json, weights, tokenizer)"),
+])  # fmt: skip
+def test_an_empty_folder_or_a_file_as_the_model_is_named_as_such(tmp_path, run_command, make, expected):
+    """transformers' own error for an empty folder asks to install sentencepiece."""
+    make(tmp_path / "model")
+    failed = run_command("ner", "--model_name_or_path", tmp_path / "model", "--output_dir", tmp_path / "out",
+                         "--do_train")  # fmt: skip
+    assert failed.returncode == 2
+    assert failed.stderr.startswith(f"error: --model_name_or_path {tmp_path / 'model'}: {expected}")

@@ -86,13 +86,30 @@ def test_the_stride_is_checked_against_the_room_a_window_has(tokenizer):
             check_max_seq_length(10, tokenizer, backbone, stride)
 
 
+class ModelLoading(Exception):
+    """Raised where run_ner starts loading the model."""
+
+
+@pytest.fixture
+def stopped_at_the_model(monkeypatch):
+    """run_ner stops with `ModelLoading` where it would load the tokenizer and the model."""
+    import dwatt.tasks.ner as ner
+
+    def load_word_tokenizer(*args, **kwargs):
+        raise ModelLoading
+
+    monkeypatch.setattr(ner, "load_word_tokenizer", load_word_tokenizer)
+    return ner
+
+
 def run_before_the_model(tmp_path, *flags):
-    """run_ner up to loading the model, which is missing: the checks before it raise their own errors, and a run
-    that passes them ends in the missing model's."""
+    """run_ner's checks before the model, on a model folder that is never read."""
+    model = tmp_path / "never-read"
+    model.mkdir(exist_ok=True)
+    (model / "config.json").write_text("{}")
     args = parse_run_args(
         (ModelArguments, NerDataArguments, TrainingArguments),
-        ["--model_name_or_path", str(tmp_path / "never-read"), "--output_dir", tmp_path / "out", "--report_to",
-         "none", "--use_cpu", *flags],
+        ["--model_name_or_path", model, "--output_dir", tmp_path / "out", "--report_to", "none", "--use_cpu", *flags],
     )  # fmt: skip
     run_ner(*args)
 
@@ -100,13 +117,15 @@ def run_before_the_model(tmp_path, *flags):
 @pytest.mark.parametrize(("given", "flag", "split"), [("--train_file", "--do_eval", "validation"),
                                                       ("--train_file", "--do_predict", "test"),
                                                       ("--test_file", "--do_train", "train")])  # fmt: skip
-def test_a_phase_without_its_split_is_refused_before_any_model_is_loaded(tmp_path, given, flag, split):
+def test_a_phase_without_its_split_is_refused_before_any_model_is_loaded(
+    tmp_path, stopped_at_the_model, given, flag, split
+):
     has = given.removeprefix("--").removesuffix("_file")
     with pytest.raises(ValueError, match=re.escape(f"{flag} needs a {split} split; the data has ['{has}']")):
         run_before_the_model(tmp_path, given, conll(tmp_path, "data.txt"), flag)
 
 
-def test_training_data_with_no_entity_tag_is_refused(tmp_path):
+def test_training_data_with_no_entity_tag_is_refused(tmp_path, stopped_at_the_model):
     train = conll(tmp_path, "train.txt", "Paris\tO\nis\tO\n")
     expected = (
         f"{train}: every training tag is 'O'; expected entity tags (B-<type>/I-<type>) as well, or the model can "
@@ -114,23 +133,22 @@ def test_training_data_with_no_entity_tag_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match=re.escape(expected)):
         run_before_the_model(tmp_path, "--train_file", train, "--do_train")
-    with pytest.raises(OSError, match="never-read"):  # only training needs entity tags
+    with pytest.raises(ModelLoading):  # only training needs entity tags
         run_before_the_model(tmp_path, "--validation_file", train, "--do_eval")
-    with pytest.raises(OSError, match="never-read"):  # one entity tag besides O is enough
+    with pytest.raises(ModelLoading):  # one entity tag besides O is enough
         run_before_the_model(tmp_path, "--train_file", conll(tmp_path, "two.txt", "Paris\tB-LOC\nis\tO\n"),
                              "--do_train")  # fmt: skip
 
 
 @pytest.mark.parametrize(("names", "refused_as"), [([], "'missing'"), (["O"], "'O'"), (["O", "B-PER"], None)])
-def test_a_datasets_tag_names_need_one_besides_o(tmp_path, monkeypatch, names, refused_as):
+def test_a_datasets_tag_names_need_one_besides_o(tmp_path, monkeypatch, stopped_at_the_model, names, refused_as):
     """A Hub dataset's ClassLabel names, as given (not completed like a file's tags): two are enough."""
-    import dwatt.tasks.ner as ner
-
+    ner = stopped_at_the_model
     data = Dataset.from_dict({"tokens": [], "ner_tags": []}, features=Features(
         {"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=names))}))  # fmt: skip
     monkeypatch.setattr(ner, "load_ner_data", lambda data_args: DatasetDict(train=data))
     if refused_as is None:
-        with pytest.raises(OSError, match="never-read"):
+        with pytest.raises(ModelLoading):
             run_before_the_model(tmp_path, "--do_train")
         return
     with pytest.raises(ValueError, match=re.escape(f"{ner.BUNDLED_DATASET}: every training tag is {refused_as}")):
@@ -146,10 +164,10 @@ def test_without_training_data_the_labels_come_from_the_data_there_is(tmp_path, 
 
     def load_model(model_args, model_class, **config):
         seen.update(config)
-        raise OSError("stop here")
+        raise ModelLoading
 
     monkeypatch.setattr(ner, "load_word_tokenizer", lambda *args, **kwargs: None)
     monkeypatch.setattr(ner, "load_model", load_model)
-    with pytest.raises(OSError, match="stop here"):
+    with pytest.raises(ModelLoading):
         run_before_the_model(tmp_path, "--validation_file", conll(tmp_path, "dev.txt"), "--do_eval")
     assert seen["id2label"] == {0: "O", 1: "B-LOC", 2: "I-LOC", 3: "B-PER", 4: "I-PER"} and seen["num_labels"] == 5

@@ -108,6 +108,21 @@ def _softmax_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def looks_like_local_path(name_or_path: str) -> bool:
+    """Whether a model name can only mean a local folder: a Hub id is `name` or `namespace/name` (no backslash, no
+    leading dot or tilde), and a one-slash name counts as local when its first part is a folder here (`runs/missing`
+    beside a `runs/` folder)."""
+    # Not huggingface_hub's validate_repo_id: the hub pair imports only torch and transformers, and it would pass
+    # `runs/missing` too.
+    return (
+        os.path.isabs(name_or_path)
+        or name_or_path.startswith((".", "~"))
+        or name_or_path.count("/") > 1
+        or "\\" in name_or_path
+        or (name_or_path.count("/") == 1 and os.path.isdir(name_or_path.split("/")[0]))
+    )
+
+
 def backbone_layer_norm_eps(backbone_config) -> float:
     """LayerNorm epsilon of the backbone (`layer_norm_eps` for BERT-likes, `norm_eps` for ModernBERT)."""
     for name in ("layer_norm_eps", "norm_eps"):
@@ -673,16 +688,6 @@ class DWAttPreTrainedModel(PreTrainedModel):
     @staticmethod
     def _check_local_path(path: str) -> None:
         """A missing folder, a file or a folder without config.json, named as such (not as a bad Hub id)."""
-        # A Hub id is `name` or `namespace/name` (no backslash, no leading dot); a one-slash path counts as local when
-        # its first part is a folder here (`runs/missing` beside a `runs/` folder). Not huggingface_hub's
-        # validate_repo_id: the hub pair imports only torch and transformers, and it would pass `runs/missing` too.
-        looks_local = (
-            os.path.isabs(path)
-            or path.startswith((".", "~"))
-            or path.count("/") > 1
-            or "\\" in path
-            or (path.count("/") == 1 and os.path.isdir(path.split("/")[0]))
-        )
         if os.path.isfile(path):
             raise ValueError(f"{path} is a file; expected the folder save_pretrained wrote (config.json, weights)")
         if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
@@ -690,7 +695,7 @@ class DWAttPreTrainedModel(PreTrainedModel):
                 f"{path} has no config.json; expected a folder written by save_pretrained (is it empty, or the "
                 "parent of the run folder?)"
             )
-        if looks_local and not os.path.exists(path):
+        if looks_like_local_path(path) and not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such folder; expected a folder written by save_pretrained")
 
     @classmethod

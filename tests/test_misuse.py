@@ -438,14 +438,14 @@ def test_a_model_folder_that_does_not_exist_is_named_as_one(tmp_path, monkeypatc
     failed = run_command(task, "--model_name_or_path", name, "--output_dir", tmp_path / "out", "--do_train",
                          "--max_steps", "1")  # fmt: skip
     assert failed.returncode == 2 and failed.stderr.startswith(
-        f"error: --model_name_or_path {name}: no such folder; expected a model folder or a Hub id (owner/name)"
+        f"error: --model_name_or_path {name}: no such folder; expected a folder written by save_pretrained"
     )
 
 
 @pytest.mark.parametrize(("make", "expected"), [
-    (lambda path: path.mkdir(), "no config.json in this folder; expected a model folder (is it empty, or the parent "
-                                "of a run folder?)"),
-    (lambda path: path.write_text("{}"), "a file; expected a model folder (config.json, weights, tokenizer)"),
+    (lambda path: path.mkdir(), "has no config.json; expected a folder written by save_pretrained (is it empty, or "
+                                "the parent of the run folder?)"),
+    (lambda path: path.write_text("{}"), "is a file; expected the folder save_pretrained wrote (config.json, weights)"),
 ])  # fmt: skip
 def test_an_empty_folder_or_a_file_as_the_model_is_named_as_such(tmp_path, run_command, make, expected):
     """transformers' own error for an empty folder asks to install sentencepiece."""
@@ -453,4 +453,4 @@ def test_an_empty_folder_or_a_file_as_the_model_is_named_as_such(tmp_path, run_c
     failed = run_command("ner", "--model_name_or_path", tmp_path / "model", "--output_dir", tmp_path / "out",
                          "--do_train")  # fmt: skip
     assert failed.returncode == 2
-    assert failed.stderr.startswith(f"error: --model_name_or_path {tmp_path / 'model'}: {expected}")
+    assert failed.stderr.startswith(f"error: --model_name_or_path {tmp_path / 'model'} {expected}")

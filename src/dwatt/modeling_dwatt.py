@@ -123,6 +123,19 @@ def looks_like_local_path(name_or_path: str) -> bool:
     )
 
 
+def check_local_model_path(path: str) -> None:
+    """A missing folder, a file or a folder without config.json, named as such (not as a bad Hub id)."""
+    if os.path.isfile(path):
+        raise ValueError(f"{path} is a file; expected the folder save_pretrained wrote (config.json, weights)")
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
+        raise ValueError(
+            f"{path} has no config.json; expected a folder written by save_pretrained (is it empty, or the "
+            "parent of the run folder?)"
+        )
+    if looks_like_local_path(path) and not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such folder; expected a folder written by save_pretrained")
+
+
 def backbone_layer_norm_eps(backbone_config) -> float:
     """LayerNorm epsilon of the backbone (`layer_norm_eps` for BERT-likes, `norm_eps` for ModernBERT)."""
     for name in ("layer_norm_eps", "norm_eps"):
@@ -685,19 +698,6 @@ class DWAttPreTrainedModel(PreTrainedModel):
         model._check_label_names(pretrained_model_name_or_path, saved_id2label, loading_info)
         return (model, loading_info) if output_loading_info else model
 
-    @staticmethod
-    def _check_local_path(path: str) -> None:
-        """A missing folder, a file or a folder without config.json, named as such (not as a bad Hub id)."""
-        if os.path.isfile(path):
-            raise ValueError(f"{path} is a file; expected the folder save_pretrained wrote (config.json, weights)")
-        if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
-            raise ValueError(
-                f"{path} has no config.json; expected a folder written by save_pretrained (is it empty, or the "
-                "parent of the run folder?)"
-            )
-        if looks_like_local_path(path) and not os.path.exists(path):
-            raise FileNotFoundError(f"{path}: no such folder; expected a folder written by save_pretrained")
-
     @classmethod
     def _check_dwatt_checkpoint(cls, config_or_path, kwargs: dict) -> dict[int, str] | None:
         """Raise if the config to load is not a DWAtt one (e.g. a plain BERT folder given to a DWAtt class).
@@ -709,7 +709,7 @@ class DWAttPreTrainedModel(PreTrainedModel):
         if model_type is None:
             path, subfolder = str(config_or_path), kwargs.get("subfolder") or ""
             # A local folder's checkpoint may sit in a subfolder; a Hub id's subfolder is the Hub's to resolve.
-            cls._check_local_path(os.path.join(path, subfolder) if subfolder and os.path.isdir(path) else path)
+            check_local_model_path(os.path.join(path, subfolder) if subfolder and os.path.isdir(path) else path)
         if model_type is None:  # a path or Hub id: read only its config.json
             lookup = {name: kwargs[name] for name in cls._CONFIG_LOOKUP_KWARGS if name in kwargs}
             config_dict, _ = cls.config_class.get_config_dict(config_or_path, **lookup)

@@ -16,7 +16,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from ..assets import bundled_minilm_path, resolve_model_path
 from ..fusions import KNOBS, Knob, knobs_used, parse_fusion_layers, unused_knobs
-from ..modeling_dwatt import looks_like_local_path
+from ..modeling_dwatt import check_local_model_path
 from ..validation import RANGES, ArgumentError, check_values, dataclass_choices, field_types, read_json_arguments
 
 logger = logging.getLogger(__name__)
@@ -75,16 +75,10 @@ def check_model_folder(name_or_path: str) -> None:
     """A `--model_name_or_path` that names a local folder must be one with a config.json: checked before any data is
     read, and said plainly (transformers calls a missing folder a malformed Hub repo id, and an empty one a
     tokenizer that needs sentencepiece)."""
-    flag = f"--model_name_or_path {name_or_path}"
-    if os.path.isfile(name_or_path):
-        raise ArgumentError(f"{flag}: a file; expected a model folder (config.json, weights, tokenizer)")
-    if os.path.isdir(name_or_path) and not os.path.isfile(os.path.join(name_or_path, "config.json")):
-        raise ArgumentError(
-            f"{flag}: no config.json in this folder; expected a model folder (is it empty, or the parent of a run "
-            "folder?)"
-        )
-    if looks_like_local_path(name_or_path) and not os.path.exists(name_or_path):
-        raise ArgumentError(f"{flag}: no such folder; expected a model folder or a Hub id (owner/name)")
+    try:
+        check_local_model_path(name_or_path)
+    except (ValueError, OSError) as error:
+        raise ArgumentError(f"--model_name_or_path {error}") from None
 
 
 # Built from the fusion catalogue, so every `DWAttConfig` knob is a flag of every run_* script, with the

@@ -320,7 +320,9 @@ def test_run_ner_pushes_an_evaluated_model_it_did_not_train(tiny_bert_dir, tmp_p
     results = run_ner(*args)
     contents = committed_contents(hub_mocks.create_commit.call_args_list[0])
     assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= set(contents)
-    assert (run / "run_arguments.json").is_file()
+    recorded = json.loads((run / "run_arguments.json").read_text())
+    assert recorded["freeze_backbone"] is False and recorded["max_seq_length"] == 128  # the model's and the data's
+    assert args[2].push_to_hub is True  # the caller's arguments as given (switched off only during the run)
     card = contents["README.md"][1].decode()
     assert f"value: {results['eval_accuracy']}" in card and "**Not fine-tuned**" in card  # said, not hidden
 

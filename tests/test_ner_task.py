@@ -171,3 +171,29 @@ def test_without_training_data_the_labels_come_from_the_data_there_is(tmp_path, 
     with pytest.raises(ModelLoading):
         run_before_the_model(tmp_path, "--validation_file", conll(tmp_path, "dev.txt"), "--do_eval")
     assert seen["id2label"] == {0: "O", 1: "B-LOC", 2: "I-LOC", 3: "B-PER", 4: "I-PER"} and seen["num_labels"] == 5
+
+
+@pytest.mark.parametrize("phase", ["--do_train", "--do_eval"])
+def test_the_trainer_gets_only_the_splits_its_phases_use(tmp_path, monkeypatch, tiny_bert_dir, phase):
+    """A split the run does not train or evaluate on is not handed to the Trainer (its `evaluate()` would score
+    the wrong data); evaluation keeps label ids, not whole logits, between batches."""
+    import dwatt.tasks.ner as ner
+    from dwatt.metrics import logits_to_label_ids
+
+    built = {}
+
+    def trainer(**kwargs):
+        built.update(kwargs)
+        raise ModelLoading
+
+    monkeypatch.setattr(ner, "Trainer", trainer)
+    args = parse_run_args(
+        (ModelArguments, NerDataArguments, TrainingArguments),
+        ["--model_name_or_path", tiny_bert_dir, "--output_dir", tmp_path / "out", "--report_to", "none", "--use_cpu",
+         "--few_shot_k", "4", "--max_eval_samples", "4", phase],
+    )  # fmt: skip
+    with pytest.raises(ModelLoading):
+        run_ner(*args)
+    assert (built["train_dataset"] is None) == (phase != "--do_train")
+    assert (built["eval_dataset"] is None) == (phase != "--do_eval")
+    assert built["preprocess_logits_for_metrics"] is logits_to_label_ids

@@ -676,6 +676,9 @@ def test_ignore_mismatched_sizes_continues_a_checkpoint_with_another_label_set(t
         run_ner(*tiny_ner(tmp_path / "first", tmp_path / "second", *args))
     results = run_ner(*tiny_ner(tmp_path / "first", tmp_path / "third", *args, "--ignore_mismatched_sizes"))
     assert "eval_f1" in results
+    saved = json.loads((tmp_path / "third" / "config.json").read_text())  # the new label map, both ways round
+    assert sorted(saved["id2label"].values()) == ["B-LOC", "B-PER", "I-LOC", "I-PER", "O"]
+    assert saved["label2id"] == {label: int(index) for index, label in saved["id2label"].items()}
 
 
 def test_an_invalid_repo_id_fails_the_dry_run(tmp_path):

@@ -253,9 +253,13 @@ def check_equivalents(folder: Path, module: str, statuses: dict[str, str]) -> in
         if statuses.get(name) in KILLED or name not in statuses:
             continue
         diff = subprocess.run([str(mutmut), "show", name], cwd=folder, capture_output=True, text=True).stdout
-        added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+") and not line.startswith("+++")]
-        if entry["mutated_line"] not in added:
-            raise SystemExit(f"{EQUIVALENT.name}: {name} now mutates {added}, not {entry['mutated_line']!r}; judge it "
+        changed = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+        added = [line[1:].strip() for line in changed if line.startswith("+")]
+        removed = [line[1:].strip() for line in changed if line.startswith("-")]
+        # A mutant that deletes a line (an argument left out) is recorded by the line it removes.
+        recorded, seen = (entry["removed_line"], removed) if "removed_line" in entry else (entry["mutated_line"], added)
+        if recorded not in seen:
+            raise SystemExit(f"{EQUIVALENT.name}: {name} now mutates {added or removed}, not {recorded!r}; judge it "
                              "again")  # fmt: skip
         counted += 1
     return counted

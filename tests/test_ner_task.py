@@ -1,5 +1,6 @@
-"""`run_ner`'s own decisions, checked without training: which data it reads, how its limits cut the splits, and
-the exact bounds of its length and stride checks (a run would fail late, or silently drop words, past them)."""
+"""`run_ner`'s own decisions, checked without training: which data it reads, how its limits cut the splits, the
+exact bounds of its length, stride, split and label checks (past them a run fails late or silently drops words),
+the label list it builds the model with, and which splits it hands the Trainer."""
 
 import re
 from types import SimpleNamespace

@@ -207,6 +207,17 @@ def test_the_status_line_counts_the_runs_and_run_time_the_summary_has(comparison
     assert complete[2] == total[1], f"{RESULTS}: {complete[2]} h of run time, {sweep} summary {total[1]} h"
 
 
+def test_every_count_of_the_12_layer_lora_runs_is_the_summarys():
+    """A running sweep's LoRA count is quoted in the README and in RESULTS.md: both must move with the summary (the
+    README still said 21 of 70 when 37 had landed)."""
+    summary = summary_path("wnut16-mpnet").read_text()
+    lora = re.search(r"^## Regime `lora`.*?^Runs: (\d+) of the (\d+) ", summary, re.M | re.S)
+    for doc in (README, RESULTS):
+        for quoted in re.finditer(r"LoRA runs are (\d+) of (\d+)|(\d+) of the (\d+) LoRA runs", doc.read_text()):
+            counts = tuple(number for number in quoted.groups() if number)
+            assert counts == lora.groups(), f"{doc.name}: {quoted[0]!r}; the summary has {lora[1]} of {lora[2]}"
+
+
 def test_the_checks_catch_a_copying_slip():
     """The parsers find what they must: an interval end off by 0.1 in prose is flagged as not the summary's.
 

@@ -2,7 +2,10 @@
 processes, and ONNX Runtime as the engine."""
 
 import json
+import logging
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +15,8 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from dwatt import DWAttForTokenClassification
+from dwatt import DWAttForSequenceClassification, DWAttForTokenClassification
+from dwatt.commands.tag import main as tag_command
 from dwatt.data.corpora import load_wnut16
 from dwatt.tagging import join_parts, read_records, resume_point, tag_file
 
@@ -53,7 +57,9 @@ def load(checkpoint):
 def test_every_word_of_every_record_gets_a_label_in_every_format(checkpoint, tmp_path, fmt):
     sentences = write_inputs(tmp_path, 30)
     model, tokenizer = load(checkpoint)
-    out = tag_file(model, tokenizer, tmp_path / f"in.{fmt}", tmp_path / f"out.{fmt}", chunk_size=7, progress=False)
+    written = "conll" if fmt == "conll" else "jsonl"  # plain text is written as JSON lines
+    out = tag_file(model, tokenizer, tmp_path / f"in.{fmt}", tmp_path / f"out.{written}", chunk_size=7,
+                   progress=False)  # fmt: skip
     text = out.read_text()
     if fmt == "conll":
         blocks = [block.splitlines() for block in text.strip("\n").split("\n\n")]
@@ -75,7 +81,8 @@ def test_a_run_cut_at_any_point_resumes_to_the_same_bytes(checkpoint, tmp_path):
     whole = tag_file(model, tokenizer, tmp_path / "in.jsonl", tmp_path / "whole.jsonl", chunk_size=6,
                      progress=False).read_bytes()  # fmt: skip
     for cut in (0, 1, len(whole) // 3, len(whole) // 2 + 5, len(whole) - 1):  # mid-record cuts included
-        (tmp_path / "cut.jsonl").write_bytes(whole[:cut])
+        (tmp_path / "cut.jsonl").write_bytes(whole[:cut])  # what a kill leaves: the output cut, and its manifest
+        shutil.copy(tmp_path / "whole.jsonl.tagging.json", tmp_path / "cut.jsonl.tagging.json")
         tag_file(model, tokenizer, tmp_path / "in.jsonl", tmp_path / "cut.jsonl", chunk_size=6, progress=False)
         assert (tmp_path / "cut.jsonl").read_bytes() == whole, cut
     assert resume_point(tmp_path / "cut.jsonl", "jsonl", 6) == 36  # complete chunks only: 6 x 6 of 40
@@ -139,3 +146,95 @@ def test_the_command_killed_halfway_and_run_again_writes_the_same_bytes(checkpoi
     subprocess.run([*command, "--output", str(tmp_path / "killed.jsonl")], check=True, env=env, timeout=900,
                    capture_output=True)  # fmt: skip
     assert (tmp_path / "killed.jsonl").read_bytes() == whole
+
+
+def run_tag_command(capsys, *argv) -> tuple[int, str]:
+    """`dwatt tag ...` in this process: (exit status, stderr)."""
+    try:
+        tag_command([*map(str, argv), "--no_progress"])
+        status = 0
+    except SystemExit as end:
+        status = end.code
+    return status, capsys.readouterr().err
+
+
+def test_an_output_that_is_the_input_is_refused_before_anything_is_touched(checkpoint, tmp_path, capsys):
+    write_inputs(tmp_path, 5)
+    before = (tmp_path / "in.jsonl").read_bytes()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.jsonl").symlink_to(tmp_path / "in.jsonl")
+    for same in (tmp_path / "in.jsonl", tmp_path / "sub" / ".." / "in.jsonl", tmp_path / "link.jsonl"):
+        with pytest.raises(ValueError, match=r"--output .*(in|link)\.jsonl is the input file .*in\.jsonl"):
+            tag_file(*load(checkpoint), tmp_path / "in.jsonl", same, chunk_size=2, progress=False)
+        assert (tmp_path / "in.jsonl").read_bytes() == before
+    status, err = run_tag_command(capsys, checkpoint, "--input", tmp_path / "in.jsonl", "--output",
+                                  tmp_path / "link.jsonl")  # fmt: skip
+    assert status == 2 and "link.jsonl is the input file" in err and str(tmp_path / "in.jsonl") in err
+    assert (tmp_path / "in.jsonl").read_bytes() == before
+
+
+def test_resuming_into_the_output_of_another_run_is_refused(checkpoint, tmp_path):
+    write_inputs(tmp_path, 12)
+    (tmp_path / "other.jsonl").write_text("".join(json.dumps({"tokens": s}) + "\n" for s in tweets(20)[8:]))
+    model, tokenizer = load(checkpoint)
+    out = tmp_path / "out.jsonl"
+    first = tag_file(model, tokenizer, tmp_path / "in.jsonl", out, chunk_size=5, progress=False).read_bytes()
+    assert json.loads((tmp_path / "out.jsonl.tagging.json").read_text())["chunk_size"] == 5
+    tag_file(model, tokenizer, tmp_path / "in.jsonl", out, chunk_size=5, progress=False)  # the same run: resumes
+    assert out.read_bytes() == first
+    with pytest.raises(ValueError, match=r"out.jsonl: was tagged by another run \(input: was .*in.jsonl \(\d+ bytes"
+                                         r".*now .*other.jsonl.*remove .*out.jsonl.* to start afresh"):  # fmt: skip
+        tag_file(model, tokenizer, tmp_path / "other.jsonl", out, chunk_size=5, progress=False)
+    with pytest.raises(ValueError, match=r"chunk_size: was 5, now 4"):
+        tag_file(model, tokenizer, tmp_path / "in.jsonl", out, chunk_size=4, progress=False)
+    with torch.no_grad():
+        model.classifier.bias[0] += 1.0  # another model
+    with pytest.raises(ValueError, match=r"\(model: was .*tagger.*sha256 \w+.*, now "):
+        tag_file(model, tokenizer, tmp_path / "in.jsonl", out, chunk_size=5, progress=False)
+    assert out.read_bytes() == first
+    (tmp_path / "out.jsonl.tagging.json").unlink()  # an output written before manifests, or by something else
+    with pytest.raises(ValueError, match=r"out.jsonl: exists without out.jsonl.tagging.json.*start afresh"):
+        tag_file(*load(checkpoint), tmp_path / "in.jsonl", out, chunk_size=5, progress=False)
+    assert out.read_bytes() == first
+
+
+def test_plain_text_read_as_columns_is_refused_and_ignored_columns_are_reported(checkpoint, tmp_path, caplog):
+    (tmp_path / "plain.txt").write_text("Ada Lovelace lived in London\nshe wrote notes\n\nBabbage built engines too\n")
+    with pytest.raises(ValueError, match=r"plain.txt:2: found 3 columns; expected 5 as on line 1 .*\.text"):
+        tag_file(*load(checkpoint), tmp_path / "plain.txt", tmp_path / "out.txt", progress=False)
+    assert not (tmp_path / "out.txt").exists()
+    (tmp_path / "gold.txt").write_text("Ada\tB-PER\tx\nLovelace\tI-PER\tx\n\nParis\tB-LOC\tx\n")  # gold columns
+    with caplog.at_level(logging.INFO, logger="dwatt.tagging"):
+        out = tag_file(*load(checkpoint), tmp_path / "gold.txt", tmp_path / "out.txt", progress=False)
+    assert [line.split("\t")[0] for line in out.read_text().split()[::2]] == ["Ada", "Lovelace", "Paris"]
+    assert "gold.txt: 3 word line(s) of 3 columns; the first is the word, the 2 after it were ignored" in caplog.text
+
+
+def test_a_checkpoint_that_is_not_a_token_classifier_is_refused(checkpoint, tiny_bert_dir, tmp_path, capsys):
+    write_inputs(tmp_path, 3)
+    torch.manual_seed(0)
+    classifier = DWAttForSequenceClassification.from_backbone(str(tiny_bert_dir), num_labels=2)
+    classifier.save_pretrained(tmp_path / "cls")
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(tmp_path / "cls")
+    for model, expected in ((tmp_path / "cls", r"architectures \['DWAttForSequenceClassification'\]"),
+                            (tiny_bert_dir, r"architectures \['BertModel'\]")):  # fmt: skip
+        status, err = run_tag_command(capsys, model, "--input", tmp_path / "in.jsonl", "--output", tmp_path / "o.jsonl")
+        assert status == 1 and re.search(rf"config.json: {expected}; expected a token classifier", err), err
+        assert not (tmp_path / "o.jsonl").exists()
+    pytest.importorskip("onnxruntime")
+    from dwatt.export import export_onnx
+    from dwatt.tagging import OnnxTokenClassifier
+
+    export_onnx(classifier, AutoTokenizer.from_pretrained(tiny_bert_dir), tmp_path / "cls.onnx")
+    with pytest.raises(ValueError, match=r"cls.onnx: exported as 'text-classification'.*expected a token classifier"):
+        OnnxTokenClassifier(tmp_path / "cls.onnx")
+
+
+def test_an_output_suffix_of_another_format_is_refused(checkpoint, tmp_path, capsys):
+    write_inputs(tmp_path, 3)
+    for source, output, written in (("in.jsonl", "o.conll", "JSON lines"), ("in.text", "o.text", "JSON lines"),
+                                    ("in.conll", "o.jsonl", "CoNLL columns")):  # fmt: skip
+        status, err = run_tag_command(capsys, checkpoint, "--input", tmp_path / source, "--output", tmp_path / output)
+        assert status == 2 and f"is written as {written}" in err, err
+        assert not (tmp_path / output).exists()
+    tag_file(*load(checkpoint), tmp_path / "in.conll", tmp_path / "o.txt", progress=False)  # .txt is CoNLL too

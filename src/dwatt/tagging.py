@@ -4,25 +4,47 @@ Formats, by the input file's suffix: JSON lines (`.jsonl`: an object per line wi
 `text`, split on whitespace; written back with `tags` added), CoNLL columns (`.conll`/`.txt`/`.tsv`: the first
 column is the word, sentences end at a blank line; written as word<TAB>tag) and plain text (`.text`: a line is a
 text, split on whitespace; written as a JSON line of `text`, `words` and `tags`). Every word gets its label
-however long the record (`dwatt.inference.predict_word_labels`, overlapping windows).
+however long the record (`dwatt.inference.predict_word_labels`, overlapping windows). A column file has as many
+columns on every word line (split like `dwatt.data.ner_files`: on tabs where the line has one, else on
+whitespace); a line with another count is refused, naming the file and line, because that is the mark of plain text
+read as columns; the columns after the first (gold tags, say) are ignored, and their count is logged. An output
+whose suffix names another format than the one written (`.conll` for a JSON-lines input, say) is refused, and so is
+an output that is the input (by any spelling or link).
 
 Records are tagged in chunks of `chunk_size`, each appended to the output and flushed whole. A rerun of the same
 command finds the complete chunks already written (a chunk cut short by a kill is truncated away), skips them and
 goes on: the result is byte for byte the output of an uninterrupted run, because the chunks, and so the batches
-the model sees, are the same. Several processes (`accelerate launch -m dwatt tag ...`) take every n-th chunk each
+the model sees, are the same. A manifest beside the output (`<output>.tagging.json`, written before the first
+record) records what it is the output of: the input (path, size, SHA-256), the model (path and a SHA-256 of its
+config and weights, or of the ONNX file), the tokenizer, the format, the chunk size and `max_seq_length`. A rerun
+resumes only when all of these are the same (the paths excepted: a moved input or model of the same content is the
+same); otherwise, and for a non-empty output without a manifest (written before manifests, or by something else),
+it is refused, saying what differs, before the output is touched: removing the output starts afresh. Several
+processes (`accelerate launch -m dwatt tag ...`) take every n-th chunk each
 into a part file of their own; the first process joins the parts in order at the end.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .validation import ArgumentError
+
+logger = logging.getLogger(__name__)
+
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".conll": "conll", ".txt": "conll", ".tsv": "conll", ".text": "text"}
+#: What each input format is written as: CoNLL as word<TAB>tag columns, JSON lines and plain text as JSON lines.
+WRITTEN_AS = {"conll": "conll", "jsonl": "jsonl", "text": "jsonl"}
+FORMAT_NAMES = {"conll": "CoNLL columns", "jsonl": "JSON lines", "text": "plain text"}
+#: Beside the output: what it is the output of (see the module's docstring).
+MANIFEST_SUFFIX = ".tagging.json"
 
 
 @dataclass
@@ -42,19 +64,37 @@ def format_of(path: str | Path, given: str | None = None) -> str:
     return FORMATS[suffix]
 
 
-def read_records(path: str | Path, fmt: str) -> Iterator[Record]:
-    """The file's records, one at a time (the file is never read whole); bad lines name the file and line."""
+def read_records(path: str | Path, fmt: str, columns: dict[str, int] | None = None) -> Iterator[Record]:
+    """The file's records, one at a time (the file is never read whole); bad lines name the file and line. For a
+    column file, `columns` (if given) gets the number of word `lines` and of `columns` on each."""
     with open(path, encoding="utf-8") as handle:
         if fmt == "conll":
             words: list[str] = []
-            for line in handle:
-                if line.strip():
-                    words.append(line.split()[0])
-                elif words:
-                    yield Record(words, None)
-                    words = []
+            expected, first_line, lines = 0, 0, 0
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    if words:
+                        yield Record(words, None)
+                        words = []
+                    continue
+                fields = line.rstrip().split("\t") if "\t" in line else line.split()  # as dwatt.data.ner_files
+                if not expected:
+                    expected, first_line = len(fields), number
+                elif len(fields) != expected:
+                    raise ValueError(
+                        f"{path}:{number}: found {len(fields)} columns; expected {expected} as on line {first_line} "
+                        "(a column file has as many on every line; a line of plain text read as columns would lose "
+                        "all its words but the first); for plain text, a text per line, name the file .text or pass "
+                        "--format text"
+                    )
+                if not fields[0].strip():
+                    raise ValueError(f"{path}:{number}: empty first column; expected a word")
+                words.append(fields[0].strip())
+                lines += 1
             if words:
                 yield Record(words, None)
+            if columns is not None:
+                columns.update(lines=lines, columns=expected)
             return
         for number, line in enumerate(handle, 1):
             line = line.rstrip("\n")
@@ -90,6 +130,127 @@ def _record_ends(text: str, fmt: str) -> list[int]:
     return ends
 
 
+def count_records(path: str | Path, fmt: str, report: bool = True) -> int:
+    """The records of `path`, every line checked; for a column file, the columns ignored are logged."""
+    columns: dict[str, int] = {}
+    total = sum(1 for _ in read_records(path, fmt, columns))
+    if report and columns.get("columns", 0) > 1:
+        logger.info(
+            "%s: %d word line(s) of %d columns; the first is the word, the %d after it were ignored (%d values)",
+            path, columns["lines"], columns["columns"], columns["columns"] - 1,
+            columns["lines"] * (columns["columns"] - 1),
+        )  # fmt: skip
+    return total
+
+
+def _is_the_input(source: Path, path: Path) -> bool:
+    return path.exists() and os.path.samefile(source, path)  # any spelling, a symbolic or a hard link
+
+
+def check_paths(source: str | Path, output: str | Path, fmt: str) -> None:
+    """Refuse, before anything is read or written, an output that is the input (by any spelling or link), and an
+    output whose suffix names another format than the one `fmt` is written as."""
+    source, output = Path(source), Path(output)
+    for path in (output, output.with_name(output.name + MANIFEST_SUFFIX)):
+        if source.exists() and _is_the_input(source, path):
+            raise ArgumentError(
+                f"--output {path} is the input file {source} (the same file by another name or a link); tagging "
+                "into it would overwrite the input; expected another output file"
+            )
+    written = WRITTEN_AS[fmt]
+    suffix = output.suffix.lower()
+    if suffix in FORMATS and FORMATS[suffix] != written:
+        suffixes = ", ".join(s for s, f in FORMATS.items() if f == written)
+        raise ArgumentError(
+            f"--output {output}: the suffix {suffix!r} means {FORMAT_NAMES[FORMATS[suffix]]}, but a "
+            f"{FORMAT_NAMES[fmt]} input is written as {FORMAT_NAMES[written]}; expected an output ending in "
+            f"{suffixes}"
+        )
+
+
+def file_fingerprint(path: str | Path) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return {"path": str(Path(path).resolve()), "size": Path(path).stat().st_size, "sha256": digest.hexdigest()}
+
+
+def model_fingerprint(engine) -> dict[str, Any]:
+    """The model's identity: an ONNX file's path and SHA-256, or a PyTorch model's path and a SHA-256 of its config
+    (what the saved config.json holds) and weights, as loaded."""
+    if isinstance(engine, OnnxTokenClassifier):
+        fingerprint = file_fingerprint(engine.path)
+        return {"path": fingerprint["path"], "sha256": fingerprint["sha256"]}
+    import torch
+
+    digest = hashlib.sha256()
+    config = {key: value for key, value in engine.config.to_dict().items()
+              if not key.startswith("_") and key != "transformers_version"}  # fmt: skip
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in engine.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    name = getattr(engine.config, "_name_or_path", "") or type(engine).__name__
+    return {"path": str(Path(name).resolve()) if Path(name).exists() else name, "sha256": digest.hexdigest()}
+
+
+def tokenizer_fingerprint(tokenizer) -> dict[str, Any]:
+    vocabulary = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False)
+    digest = hashlib.sha256(f"{type(tokenizer).__name__} {vocabulary}".encode())
+    name = str(getattr(tokenizer, "name_or_path", ""))
+    return {"path": str(Path(name).resolve()) if name and Path(name).exists() else name, "sha256": digest.hexdigest()}
+
+
+def _described(key: str, value: Any) -> str:
+    if isinstance(value, dict):
+        size = f"{value['size']} bytes, " if "size" in value else ""
+        return f"{value.get('path')} ({size}sha256 {str(value.get('sha256'))[:12]})"
+    return repr(value) if key == "format" else str(value)
+
+
+def check_manifest(output: Path, manifest: dict[str, Any]) -> None:
+    """Refuse to resume into `output` unless its manifest says it is the output of this very run (see the module's
+    docstring); an absent or empty output is fine."""
+    recorded_path = output.with_name(output.name + MANIFEST_SUFFIX)
+    if not output.is_file() or output.stat().st_size == 0:
+        return
+    afresh = f"remove {output} (and {recorded_path.name}, if there) to start afresh, or pick another --output"
+    if not recorded_path.is_file():
+        raise ValueError(
+            f"{output}: exists without {recorded_path.name}, the record of the input, model and chunk size it was "
+            f"tagged with (an output written before dwatt tag kept one, or not by dwatt tag), so resuming into it "
+            f"could mix the records of two runs; {afresh}"
+        )
+    try:
+        recorded = json.loads(recorded_path.read_text(encoding="utf-8"))
+        if not isinstance(recorded, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{recorded_path}: not a tagging manifest ({error}); {afresh}") from None
+    differences = []
+    for key, value in manifest.items():
+        was = recorded.get(key)
+        same = ({k: v for k, v in was.items() if k != "path"} == {k: v for k, v in value.items() if k != "path"}
+                if isinstance(value, dict) and isinstance(was, dict) else was == value)  # fmt: skip
+        if not same:
+            was_text = _described(key, was) if was is not None else "not recorded"
+            differences.append(f"{key}: was {was_text}, now {_described(key, value)}")
+    if differences:
+        raise ValueError(
+            f"{output}: was tagged by another run ({'; '.join(differences)}); resuming into it would mix the "
+            f"records of two runs; {afresh}"
+        )
+
+
+def write_manifest(output: Path, manifest: dict[str, Any]) -> None:
+    path = output.with_name(output.name + MANIFEST_SUFFIX)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
 def resume_point(output: Path, fmt: str, chunk_size: int) -> int:
     """Records of complete chunks already in `output`; anything after them (a chunk cut short) is cut off."""
     if not output.is_file():
@@ -119,9 +280,18 @@ def tag_file(engine, tokenizer, source: str | Path, output: str | Path, fmt: str
     fmt = format_of(source, fmt)
     rank, world = process
     target = output if world == 1 else output.with_name(f"{output.name}.part-{rank}-of-{world}")
+    check_paths(source, output, fmt)
+    check_paths(source, target, fmt)
+    total = count_records(source, fmt, report=rank == 0)  # every line checked before the output is touched
+    manifest = {"input": file_fingerprint(source), "model": model_fingerprint(engine),
+                "tokenizer": tokenizer_fingerprint(tokenizer), "format": fmt, "chunk_size": chunk_size,
+                "max_seq_length": max_seq_length}  # fmt: skip
+    check_manifest(target, manifest)
+    if world > 1:
+        check_manifest(output, manifest)  # the joined output of an earlier run, which the join replaces
     target.parent.mkdir(parents=True, exist_ok=True)
+    write_manifest(target, manifest)
     done = resume_point(target, fmt, chunk_size)
-    total = sum(1 for _ in read_records(source, fmt))
     mine = [start for start in range(0, total, chunk_size) if (start // chunk_size) % world == rank]
     records = read_records(source, fmt)
     position, written = 0, 0
@@ -164,6 +334,14 @@ def join_parts(output: str | Path, world: int, fmt: str, chunk_size: int) -> Pat
                     out.write(chunks[rank][index])
     for part in parts:
         part.unlink()
+    manifests = [part.with_name(part.name + MANIFEST_SUFFIX) for part in parts]
+    output_manifest = output.with_name(output.name + MANIFEST_SUFFIX)
+    if manifests[0].is_file():  # the parts' manifests are the same: it becomes the joined output's
+        os.replace(manifests[0], output_manifest)
+    else:
+        output_manifest.unlink(missing_ok=True)
+    for manifest in manifests[1:]:
+        manifest.unlink(missing_ok=True)
     return output
 
 
@@ -177,11 +355,22 @@ class OnnxTokenClassifier:
         import onnxruntime as ort
         import torch
 
+        from .export import TASKS
+        from .hub.space import check_architectures
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{path}: no such file; expected an ONNX file written by dwatt export-onnx")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options)
         metadata = self.session.get_modelmeta().custom_metadata_map
+        if "id2label" not in metadata or "task" not in metadata:
+            raise ValueError(f"{path}: no 'id2label' and 'task' in its metadata; expected a file written by "
+                             "dwatt export-onnx")  # fmt: skip
+        architecture = {task: name for name, task in TASKS.items()}.get(metadata["task"], metadata["task"])
+        check_architectures([architecture], f"{path}: exported as {metadata['task']!r} ({architecture})")
         self.config = SimpleNamespace(id2label={int(k): v for k, v in json.loads(metadata["id2label"]).items()})
         self.inputs = [item.name for item in self.session.get_inputs()]
         self.training = False

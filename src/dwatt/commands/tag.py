@@ -6,14 +6,20 @@
 
 Streamed in chunks with a progress bar; run the same command again after a kill and it goes on where it stopped,
 ending with the bytes an uninterrupted run writes. Formats are told by the suffix (`.jsonl`, `.conll`/`.txt`/`.tsv`,
-`.text`) or `--format`; see `dwatt.tagging`.
+`.text`) or `--format`; see `dwatt.tagging`. Refused before anything is written: an output that is the input, an
+output suffix of another format than the one written (a JSON-lines or plain-text input is written as JSON lines, a
+CoNLL one as CoNLL), a checkpoint that is not a token classifier (as `dwatt space` refuses it), a column file whose
+lines have different column counts (plain text named .txt), and an existing output of another run (another input,
+model, tokenizer, chunk size, ...: see `<output>.tagging.json`; remove the output to start afresh).
 """
 
 import argparse
+import logging
 from pathlib import Path
 
 from ..cli import command
-from ..tagging import OnnxTokenClassifier, format_of, join_parts, tag_file
+from ..hub.space import check_model, check_token_classifier
+from ..tagging import OnnxTokenClassifier, check_paths, format_of, join_parts, tag_file
 from ..validation import ArgumentError
 
 
@@ -34,20 +40,27 @@ def main(argv: list[str]) -> None:
     if args.chunk_size < 1 or args.batch_size < 1:
         raise ArgumentError(f"--chunk_size {args.chunk_size} --batch_size {args.batch_size}; expected both >= 1")
     fmt = format_of(args.input, args.format)
+    check_paths(args.input, args.output, fmt)
+    model_path = Path(args.model)
+    onnx = model_path.suffix == ".onnx"
+    if not onnx:
+        check_model(args.model, dwatt_only=False)  # dwatt space's check; any token classifier can tag
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s - %(name)s - %(message)s")
+    logging.getLogger("dwatt").setLevel(logging.INFO)  # what tagging counts and reports
     from accelerate import PartialState
 
     from ..data.tokenization import load_word_tokenizer
 
     state = PartialState(cpu=True)
-    model_path = Path(args.model)
-    onnx = model_path.suffix == ".onnx"
-    tokenizer = load_word_tokenizer(args.tokenizer or str(model_path.parent if onnx else model_path))
     if onnx:
         engine = OnnxTokenClassifier(model_path)
     else:
         from transformers import AutoModelForTokenClassification
 
         engine = AutoModelForTokenClassification.from_pretrained(args.model).eval()
+        if not model_path.exists():  # a Hub repo id: its config is known once loaded
+            check_token_classifier(engine.config.to_dict(), args.model, dwatt_only=False)
+    tokenizer = load_word_tokenizer(args.tokenizer or str(model_path.parent if onnx else model_path))
     show_progress = not args.no_progress and state.is_main_process
     tag_file(engine, tokenizer, args.input, args.output, fmt, args.chunk_size, args.batch_size, args.max_seq_length,
              (state.process_index, state.num_processes), progress=show_progress)  # fmt: skip

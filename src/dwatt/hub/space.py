@@ -30,8 +30,9 @@ loaded with `trust_remote_code=True` from that revision.
 """
 
 
-def check_model(model: str) -> None:
-    """A local folder must hold a DWAtt token classifier; anything else is taken as a Hub repo id."""
+def check_model(model: str, dwatt_only: bool = True) -> None:
+    """A local folder must hold a token classifier (a DWAtt one unless `dwatt_only` is false); anything else is taken
+    as a Hub repo id. Also what `dwatt tag` checks its checkpoint with."""
     folder = Path(model)
     if not folder.exists():
         if model.count("/") != 1 or model.startswith((".", "/")):
@@ -40,11 +41,21 @@ def check_model(model: str) -> None:
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise ValueError(f"{folder}: no config.json; expected a checkpoint folder written by `dwatt ner`")
-    config = json.loads(config_path.read_text())
-    if config.get("model_type") != "dwatt":
-        raise ValueError(f"{config_path}: model_type {config.get('model_type')!r}; expected a DWAtt checkpoint")
-    if not any("TokenClassification" in name for name in config.get("architectures") or []):
-        raise ValueError(f"{config_path}: architectures {config.get('architectures')}; expected a token classifier")
+    check_token_classifier(json.loads(config_path.read_text()), str(config_path), dwatt_only)
+
+
+def check_token_classifier(config: dict, where: str, dwatt_only: bool = True) -> None:
+    """A checkpoint's config (config.json as a dict) must be a token classifier's, and a DWAtt one if `dwatt_only`."""
+    if dwatt_only and config.get("model_type") != "dwatt":
+        raise ValueError(f"{where}: model_type {config.get('model_type')!r}; expected a DWAtt checkpoint")
+    check_architectures(config.get("architectures"), f"{where}: architectures {config.get('architectures')}")
+
+
+def check_architectures(architectures: list[str] | None, where: str) -> None:
+    """`architectures` (a config.json's, or the class an ONNX file was exported from) must name a token classifier:
+    a sentence classifier's head, or a bare backbone's random one, would tag words with meaningless labels."""
+    if not any("TokenClassification" in str(name) for name in architectures or []):
+        raise ValueError(f"{where}; expected a token classifier (a checkpoint written by `dwatt ner`)")
 
 
 def write_space(model: str, output: str | Path, revision: str | None = None, title: str | None = None) -> list[Path]:

@@ -155,9 +155,10 @@ def test_classification_flags_reach_the_trainer(monkeypatch, tiny_bert_dir, tmp_
         "--model_name_or_path", tiny_bert_dir, "--train_file", tmp_path / "train.jsonl", "--validation_file",
         tmp_path / "dev.jsonl", "--text_column", "sentence", "--text_pair_column", "second", "--label_column", "y",
         "--few_shot_k", "10", "--few_shot_seed", "2", "--max_eval_samples", "4", "--max_seq_length", "6",
-        "--do_eval",
+        "--do_eval", "--freeze_backbone", "--cache_backbone_features",
     ], tmp_path)  # fmt: skip
     assert trainer.model.config.id2label == {0: "a", 1: "b"}  # label_column
+    assert trainer.backbone_forward_cached  # cache_backbone_features (it was recorded and ignored here)
     assert len(trainer.train_dataset) == 10 and len(trainer.eval_dataset) == 4  # few_shot_k, max_eval_samples
     first = trainer.train_dataset[0]["input_ids"]
     assert len(first) == 6  # max_seq_length (a pair of two words each: 2 x [CLS/SEP] + words, cut at 6)

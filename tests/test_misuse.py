@@ -454,3 +454,113 @@ def test_an_empty_folder_or_a_file_as_the_model_is_named_as_such(tmp_path, run_c
                          "--do_train")  # fmt: skip
     assert failed.returncode == 2
     assert failed.stderr.startswith(f"error: --model_name_or_path {tmp_path / 'model'} {expected}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Silently ignored or silently converted values (cache, LoRA, non-finite numbers, booleans)
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_mlm_refuses_the_backbone_feature_cache_before_reading_anything(tmp_path, monkeypatch, run_command):
+    """`dwatt mlm --freeze_backbone --cache_backbone_features` trained without a cache and recorded the flag."""
+    from dwatt.tasks import mlm
+
+    monkeypatch.setattr(mlm, "load_mlm_data", lambda *args: pytest.fail("the data was read"))
+    result = run_command("mlm", "--freeze_backbone", "--cache_backbone_features", "--output_dir", tmp_path / "o",
+                         "--do_train", "--max_steps", "2")  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --cache_backbone_features is not for dwatt mlm: the masking collator")
+    assert not (tmp_path / "o").exists()
+
+
+LORA_WITHOUT_RANK = r"LoRA settings without --lora_r, so no LoRA would be trained .*expected --lora_r <rank> with them"
+
+
+@pytest.mark.parametrize(("argv", "shown"), [
+    (["--lora_alpha", "32", "--lora_dropout", "0.1", "--lora_target_modules", "qurey"],
+     "--lora_alpha 32.0, --lora_dropout 0.1, --lora_target_modules qurey"),
+    (["--lora_alpha", "16"], "--lora_alpha 16.0"),  # typed, though it is the default
+    (["--lora_dropout=0"], "--lora_dropout 0.0"),
+])  # fmt: skip
+def test_lora_settings_without_lora_r_are_refused_naming_them(argv, shown, tmp_path, run_command):
+    with pytest.raises(ArgumentError, match=re.escape(shown) + ": " + LORA_WITHOUT_RANK):
+        parse(*argv)
+    result = run_command("classification", *argv, "--output_dir", tmp_path / "o", "--do_train", "--max_steps", "2")
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {shown}: LoRA settings without --lora_r")
+    assert not (tmp_path / "o").exists()
+
+
+def test_lora_settings_without_lora_r_are_refused_from_files_and_run_values(tmp_path):
+    from dwatt.tasks.arguments import lora_settings_without_rank
+    from dwatt.tasks.ner import parse_run_values
+
+    path = write(tmp_path / "args.json", '{"output_dir": "o",\n "lora_target_modules": "query"}')
+    with pytest.raises(ArgumentError, match="--lora_target_modules query: " + LORA_WITHOUT_RANK):
+        parse_arguments(NER_ARGUMENTS, argv=[str(path)])
+    with pytest.raises(ArgumentError, match="--lora_alpha 32.0: " + LORA_WITHOUT_RANK):
+        parse_run_values({"output_dir": "o", "lora_alpha": 32.0})  # how a sweep builds its runs
+    # Left at their defaults (or not given), and given with --lora_r, they are fine.
+    assert parse()[0].lora_r is None and parse("--lora_r", "4", "--lora_alpha", "8")[0].lora_alpha == 8.0
+    assert parse_run_values({"output_dir": "o", "lora_alpha": 16.0, "lora_target_modules": None})[0].lora_r is None
+    # What a sweep regime's check calls, with the keys the regime wrote.
+    regime = {"freeze_backbone": True, "lora_alpha": 16}
+    assert lora_settings_without_rank(regime, given=regime) == {"lora_alpha": 16}
+    assert lora_settings_without_rank({"lora_r": 8, "lora_alpha": 16}, given=["lora_alpha"]) == {}
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["--learning_rate", "inf"], "--learning_rate"),
+    (["--learning_rate", "nan"], "--learning_rate"),
+    (["--fusion_learning_rate", "inf"], "--fusion_learning_rate"),
+    (["--num_train_epochs", "inf"], "--num_train_epochs"),
+    (["--lora_r", "8", "--lora_alpha", "inf"], "--lora_alpha"),
+    (["--fusion", "dwatt", "--dwatt_query_ratio", "inf"], "--dwatt_query_ratio"),
+])  # fmt: skip
+def test_non_finite_numbers_are_refused_naming_the_flag(argv, flag):
+    """`--learning_rate inf` passed `> 0`: the run saved NaN weights and exited 0."""
+    name = flag.removeprefix("--")
+    with pytest.raises(ArgumentError, match=rf"{flag}: {name}=(inf|nan) \(Input should be a finite number\); "
+                                            rf"expected a number > 0"):  # fmt: skip
+        parse(*argv)
+
+
+def test_every_range_of_reals_refuses_inf_and_nan_from_any_source():
+    from dwatt.protocol import SweepSettings
+    from dwatt.tasks.classification import ClassificationDataArguments
+    from dwatt.tasks.mlm import MlmDataArguments
+    from dwatt.validation import RANGES, check_values, field_types
+
+    types = field_types(ModelArguments, NerDataArguments, ClassificationDataArguments, MlmDataArguments,
+                        TrainingArguments, SweepSettings)  # fmt: skip
+    reals = [name for name in RANGES if name in types and float in (types[name], *getattr(types[name], "__args__", ()))]
+    assert {"learning_rate", "lora_alpha", "lora_dropout", "mlm_probability", "warmup_fraction"} <= set(reals)
+    for name in reals:
+        for value in (float("inf"), float("-inf"), float("nan"), "inf"):
+            with pytest.raises(ArgumentError, match=rf"s.json:1: {name}=.*\(Input should be a finite number\)"):
+                check_values({name: value}, types, lambda name: "s.json:1")
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ('{"output_dir": "o",\n "seed": true}', r"args.json:2: seed=True \(Input should be a number, not true or "
+                                            r"false\); expected a seed >= 0"),
+    ('{"output_dir": "o",\n "few_shot_k": true}', r"args.json:2: few_shot_k=True .*expected a whole number >= 1"),
+    ('{"output_dir": "o",\n "max_seq_length": false}', r"args.json:2: max_seq_length=False .*not true or false"),
+    ('{"output_dir": "o",\n "learning_rate": true}', r"args.json:2: learning_rate=True .*not true or false"),
+    ('{"output_dir": "o",\n "learning_rate": Infinity}', r"args.json:2: learning_rate=inf .*a finite number"),
+])  # fmt: skip
+def test_a_boolean_for_a_number_in_a_json_arguments_file_is_refused(tmp_path, content, message):
+    """pydantic's lax mode read `"seed": true` as seed 1 (and `"few_shot_k": true` as a one-sentence sample)."""
+    path = write(tmp_path / "args.json", content)
+    with pytest.raises(ArgumentError, match=message):
+        parse_arguments(NER_ARGUMENTS, argv=[str(path)])
+    # The lax readings the docs promise stay: a quoted false is false, a number written as text is that number.
+    path = write(tmp_path / "args.json", '{"output_dir": "o", "do_train": "false", "learning_rate": "3e-5"}')
+    _, _, training_args = parse_arguments(NER_ARGUMENTS, argv=[str(path)])
+    assert training_args.do_train is False and training_args.learning_rate == 3e-5
+
+
+def test_a_boolean_for_a_number_in_a_sweep_yaml_is_refused(tmp_path):
+    text = SWEEP_YAML.format(freeze="true").replace("eval_every: 2", "eval_every: true")
+    with pytest.raises(SweepConfigError, match=r"c.yaml:\d+: eval_every=True \(Input should be a number, not true "
+                                               r"or false\)"):  # fmt: skip
+        load_sweep_config(write(tmp_path / "c.yaml", text))

@@ -3,10 +3,11 @@ and `--set` overrides.
 
 Types come from the annotations of the argument dataclasses (`ModelArguments`, the data arguments,
 `TrainingArguments`, `SweepSettings`) and are checked by pydantic v2 in its lax mode, so a JSON `"false"` or a YAML
-`3e-5` read as text become the value they plainly are, and anything else (`"abc"` for a number, `1.5` for a count)
-is refused. Ranges come from one table, `RANGES`, by field name, whatever the source. Every error names where the
-value came from (`--flag`, or `file:line`) and what was expected, and all of a source's errors are reported at
-once, before anything is written.
+`3e-5` read as text become the value they plainly are, and anything else (`"abc"` for a number, `1.5` for a count,
+`true` for a number) is refused. Ranges come from one table, `RANGES`, by field name, whatever the source; a
+number in a range of reals is also finite (`inf` or `nan` for a rate would train NaN weights). Every error names
+where the value came from (`--flag`, or `file:line`) and what was expected, and all of a source's errors are
+reported at once, before anything is written.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 import pydantic
-from pydantic import Field, TypeAdapter
+from pydantic import BeforeValidator, Field, TypeAdapter
+from pydantic_core import PydanticCustomError
 
 
 class ArgumentError(ValueError):
@@ -31,12 +34,12 @@ class Range:
     """Bounds of a numeric field, as pydantic `Field` constraints, and how to say them."""
 
     expected: str
-    constraints: dict[str, float]
+    constraints: dict[str, float | bool]  # allow_inf_nan=False: a range of reals holds finite numbers only
 
 
-PROBABILITY = Range("a probability in [0, 1)", {"ge": 0, "lt": 1})
-FRACTION = Range("a fraction in [0, 1)", {"ge": 0, "lt": 1})
-POSITIVE = Range("a number > 0", {"gt": 0})
+PROBABILITY = Range("a probability in [0, 1)", {"ge": 0, "lt": 1, "allow_inf_nan": False})
+FRACTION = Range("a fraction in [0, 1)", {"ge": 0, "lt": 1, "allow_inf_nan": False})
+POSITIVE = Range("a number > 0", {"gt": 0, "allow_inf_nan": False})
 COUNT = Range("a whole number >= 1", {"ge": 1})
 SEED = Range("a seed >= 0", {"ge": 0})
 NON_NEGATIVE = Range("a whole number >= 0", {"ge": 0})
@@ -46,7 +49,7 @@ RANGES: dict[str, Range] = {
     "fusion_dropout": PROBABILITY,
     "classifier_dropout": PROBABILITY,
     "lora_dropout": PROBABILITY,
-    "mlm_probability": Range("a probability in (0, 1)", {"gt": 0, "lt": 1}),
+    "mlm_probability": Range("a probability in (0, 1)", {"gt": 0, "lt": 1, "allow_inf_nan": False}),
     "warmup_fraction": FRACTION,
     "dwatt_query_ratio": POSITIVE,
     "dwatt_value_ratio": POSITIVE,
@@ -92,12 +95,23 @@ def field_types(*dataclass_types: type) -> dict[str, Any]:
 
 @functools.cache
 def _type_hints(dataclass_type: type) -> dict[str, Any]:
-    import typing
-
     try:
         return typing.get_type_hints(dataclass_type)
     except (NameError, TypeError):  # an annotation that cannot be resolved: checked by the class itself
         return {}
+
+
+def _is_number_type(annotation: Any) -> bool:
+    """True for `int`, `float` and their optional forms (`int | None`): fields where a boolean is a mistake."""
+    members = set(typing.get_args(annotation)) - {type(None)} if typing.get_args(annotation) else {annotation}
+    return bool(members) and members <= {int, float}
+
+
+def _refuse_booleans(value: Any) -> Any:
+    # pydantic's lax mode reads true as 1 (and 1.0): a JSON or YAML `true` for a seed or a count is a mistake.
+    if isinstance(value, bool):
+        raise PydanticCustomError("bool_for_number", "Input should be a number, not true or false")
+    return value
 
 
 @functools.cache
@@ -105,6 +119,8 @@ def _adapter(annotation: Any, range_name: str | None) -> TypeAdapter | None:
     """A pydantic validator for a field's type and range; None for a type pydantic cannot check."""
     rule = RANGES.get(range_name) if range_name else None
     target = Annotated[annotation, Field(**rule.constraints)] if rule else annotation
+    if _is_number_type(annotation):
+        target = Annotated[target, BeforeValidator(_refuse_booleans)]
     try:
         return TypeAdapter(target)
     except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
 import sys
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import field, make_dataclass
 from typing import Any
 
@@ -52,6 +54,7 @@ class _ModelArgumentsMethods:
             )
         if self.lora_r is not None and self.lora_r < 1:
             raise ValueError(f"--lora_r {self.lora_r}; expected a positive rank (or leave it unset: no LoRA)")
+        refuse_lora_settings_without_rank({name: getattr(self, name) for name in ("lora_r", *LORA_SETTINGS)})
         unused = unused_knobs({name: getattr(self, name) for name in KNOBS})
         if unused:
             shown = ", ".join(f"--{name} {value}" for name, value in unused.items())
@@ -69,6 +72,36 @@ class _ModelArgumentsMethods:
         values = {name: getattr(self, name) for name in KNOBS}
         values["fusion_layers"] = parse_fusion_layers(values["fusion_layers"])
         return values
+
+
+#: The LoRA flags that only `--lora_r` turns on, and their defaults (the fields' own, below).
+LORA_SETTINGS: dict[str, Any] = {"lora_alpha": 16.0, "lora_dropout": 0.0, "lora_target_modules": None}
+
+
+def lora_settings_without_rank(values: Mapping[str, Any], given: Iterable[str] = ()) -> dict[str, Any]:
+    """The LoRA settings in `values` that would be ignored because `lora_r` is unset (None or absent): those set
+    away from their default, and those named in `given` (flags typed on the command line, keys written in a file)
+    with any value but None. Empty when `lora_r` is set. A sweep regime passes its own keys as `given`."""
+    if values.get("lora_r") is not None:
+        return {}
+    given = set(given)
+    return {
+        name: values[name]
+        for name, default in LORA_SETTINGS.items()
+        if name in values and values[name] is not None and (name in given or values[name] != default)
+    }
+
+
+def refuse_lora_settings_without_rank(values: Mapping[str, Any], given: Iterable[str] = ()) -> None:
+    """`ArgumentError` naming the LoRA flags that `lora_settings_without_rank` finds: without `--lora_r` the run
+    fine-tunes the whole backbone and records the LoRA settings as if they had been used."""
+    unused = lora_settings_without_rank(values, given)
+    if unused:
+        shown = ", ".join(f"--{name} {value}" for name, value in unused.items())
+        raise ArgumentError(
+            f"{shown}: LoRA settings without --lora_r, so no LoRA would be trained (the whole backbone would be "
+            "fine-tuned and these values recorded as if used); expected --lora_r <rank> with them, or none of them"
+        )
 
 
 def check_model_folder(name_or_path: str) -> None:
@@ -103,10 +136,14 @@ ModelArguments = make_dataclass(
             metadata={"help": "Train LoRA adapters of this rank on the backbone (peft) instead of its weights; the "
                       "fusion and head train in full, and the adapters are merged into the saved model."},
         )),
-        ("lora_alpha", float, field(default=16.0, metadata={"help": "LoRA scaling numerator (scale alpha / r)."})),
-        ("lora_dropout", float, field(default=0.0, metadata={"help": "Dropout on the LoRA branch."})),
+        ("lora_alpha", float, field(
+            default=LORA_SETTINGS["lora_alpha"], metadata={"help": "LoRA scaling numerator (scale alpha / r)."},
+        )),
+        ("lora_dropout", float, field(
+            default=LORA_SETTINGS["lora_dropout"], metadata={"help": "Dropout on the LoRA branch."},
+        )),
         ("lora_target_modules", str | None, field(
-            default=None,
+            default=LORA_SETTINGS["lora_target_modules"],
             metadata={"help": "Comma-separated backbone module names to adapt (default: peft's for the backbone "
                       "type, e.g. query,value for BERT; all linear layers where peft has none)."},
         )),
@@ -140,17 +177,24 @@ def parse_arguments(dataclass_types, default_job: dict | None = None, argv: list
     if not argv and default_job is not None:
         logger.warning("No arguments given: running the default job %s", default_job)
         values = check_values(default_job, types, lambda name: f"the default job's {name}", choices=choices)
+        given = set(default_job)
     elif len(argv) == 1 and argv[0].endswith(".json"):
         raw, source = read_json_arguments(argv[0])
         values = check_values(raw, types, source, choices=choices)
         unknown = sorted(set(values) - set(types))
         if unknown:
             raise ArgumentError(f"{source(unknown[0])}: unknown argument(s) {unknown}; `--help` lists them")
+        given = set(raw)
     else:
-        namespace = parser.parse_args(argv)  # syntax, types and choices as argparse checks them (exit 2)
-        values = vars(namespace)  # typed by argparse already: only the ranges are left to check
+        # Flags that must be seen as typed, even at their default value, start as a marker argparse leaves alone.
+        unset, marked = object(), [name for name in LORA_SETTINGS if name in types]
+        namespace = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(marked, unset)))  # exit 2 if bad
+        given = {name for name in marked if getattr(namespace, name) is not unset}
+        values = {name: value for name, value in vars(namespace).items() if value is not unset}  # typed by argparse
         values |= check_values({name: values[name] for name in RANGES if values.get(name) is not None}, types,
                                lambda name: f"--{name}")  # fmt: skip
+    if "lora_r" in types:
+        refuse_lora_settings_without_rank(values, given)
     try:
         with announced_rendezvous():  # TrainingArguments joins the process group: it waits for every machine
             parsed = parser.parse_dict(values)

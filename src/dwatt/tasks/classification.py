@@ -15,6 +15,7 @@ from ..metrics import compute_classification_metrics
 from ..modeling_dwatt import DWAttForSequenceClassification
 from .arguments import ModelArguments
 from .runner import (
+    backbone_features,
     check_run_arguments,
     fusion_optimizer,
     is_dwatt_checkpoint,
@@ -302,6 +303,13 @@ def run_classification(
         callbacks=callbacks,
     )
 
+    with backbone_features(model_args, model):
+        return _train_evaluate_predict(trainer, model_args, data_args, raw, tokenized, label_list)
+
+
+def _train_evaluate_predict(trainer, model_args, data_args, raw, tokenized, label_list) -> dict:
+    """The phases `--do_train`, `--do_eval` and `--do_predict` ask for; their metrics."""
+    training_args = trainer.args
     results = {}
     if training_args.do_train:
         results.update(train_and_save(trainer, model_args, data_args))
@@ -321,7 +329,6 @@ def run_classification(
             write_classification_predictions(
                 Path(training_args.output_dir) / "predictions.tsv", raw["test"], predicted, data_args
             )
-
     return results
 
 

@@ -13,6 +13,7 @@ from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer
 
 from ..data.corpora import load_lee_corpus
 from ..modeling_dwatt import DWAttForMaskedLM
+from ..validation import ArgumentError
 from .arguments import ModelArguments
 from .runner import check_run_arguments, fusion_optimizer, load_model, record_metrics, train_and_save
 
@@ -105,6 +106,12 @@ def run_mlm(
     callbacks: list | None = None,
 ) -> dict:
     """Train / evaluate as the flags say; return every metric (eval adds `perplexity`), also written as JSON files."""
+    if model_args.cache_backbone_features:
+        raise ArgumentError(
+            "--cache_backbone_features is not for dwatt mlm: the masking collator masks other tokens at every step, "
+            "so no input comes back twice and the cache would only grow (every masked copy kept) without sparing a "
+            "backbone pass; expected --freeze_backbone alone here (the cache serves dwatt ner and classification)"
+        )
     check_run_arguments(training_args)
     set_seed(training_args.seed)
     raw = load_mlm_data(data_args, training_args.seed)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,15 @@ from ..inference import predict_word_labels
 from ..metrics import align_predictions, logits_to_label_ids, make_ner_compute_metrics, score_tag_sequences
 from ..modeling_dwatt import DWAttForTokenClassification
 from .arguments import ModelArguments
-from .frozen_features import cached_backbone_features
-from .runner import check_run_arguments, fusion_optimizer, load_model, record_metrics, record_run, train_and_save
+from .runner import (
+    backbone_features,
+    check_run_arguments,
+    fusion_optimizer,
+    load_model,
+    record_metrics,
+    record_run,
+    train_and_save,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -141,9 +147,7 @@ def run_ner(
         callbacks=callbacks,
     )
 
-    with contextlib.ExitStack() as stack:
-        if model_args.cache_backbone_features:
-            stack.enter_context(cached_backbone_features(model))
+    with backbone_features(model_args, model):
         results = _train_evaluate_predict(trainer, model_args, data_args, raw, tokenized, truncated, label_list)
     if push_requested:
         if not training_args.do_train:  # a trained run was saved and recorded by train_and_save

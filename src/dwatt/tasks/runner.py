@@ -3,6 +3,7 @@ resume, training and saving."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ from ..fusions import KNOBS
 from ..hub.record import TRAINING_FIELDS, save_run_arguments
 from .arguments import ModelArguments
 from .checkpoints import last_complete_checkpoint
+from .frozen_features import cached_backbone_features
 from .lora import MergedLoraCheckpoints, add_lora, has_lora, load_adapters, merge_lora
 
 logger = logging.getLogger(__name__)
@@ -88,6 +90,12 @@ def freeze_backbone(model: PreTrainedModel) -> None:
     """Stop gradients into the pretrained encoder; the fusion and the head still train."""
     for parameter in model.base_model.backbone.parameters():
         parameter.requires_grad_(False)
+
+
+def backbone_features(model_args: ModelArguments, model: PreTrainedModel) -> contextlib.AbstractContextManager:
+    """The context every phase of a run (train, evaluate, predict) runs in: with `--cache_backbone_features`, the
+    frozen backbone answers from its feature cache (`frozen_features`), else the model runs as it is."""
+    return cached_backbone_features(model) if model_args.cache_backbone_features else contextlib.nullcontext()
 
 
 def fusion_optimizer(

@@ -29,7 +29,13 @@ from dwatt.experiments.sweep.store import (
     decode_counts,
     encode_counts,
 )
-from dwatt.experiments.sweep.summary import RunPoints, progress_line, rate_table, steps_to_fraction
+from dwatt.experiments.sweep.summary import (
+    RunPoints,
+    beyond_plan_line,
+    progress_line,
+    rate_table,
+    steps_to_fraction,
+)
 from dwatt.protocol import METHODS
 from dwatt.tasks.ner import parse_run_values, run_ner
 
@@ -376,9 +382,10 @@ def test_smoke_sweep_tunes_from_a_config_resumes_and_redoes_a_killed_run(tiny_be
     with the better dev F1, and rewriting every test score does not change it."""
     cli = load_script("fewshot_sweep")
     results_dir, work_dir = tmp_path / "results" / "wnut16-tuned", tmp_path / "work"
-    common = ["--config", str(WNUT_CONFIG), "--set", *tiny_overrides(tiny_bert_dir), "--methods", "last,dwatt",
-              "--ks", "16", "--output_root", str(tmp_path / "results"), "--work_dir", str(work_dir),
-              "--no_progress"]  # fmt: skip
+    # The summary is of the whole config's plan (--methods/--ks limit only what a sitting trains): shrink it.
+    overrides = [*tiny_overrides(tiny_bert_dir), "methods=[last, dwatt]", "ks=[16]", "seeds=2"]
+    common = ["--config", str(WNUT_CONFIG), "--set", *overrides, "--output_root", str(tmp_path / "results"),
+              "--work_dir", str(work_dir), "--no_progress"]  # fmt: skip
     cli.main([*common, "--seeds", "2"])
 
     runs = RunsFile(results_dir / "runs.csv")
@@ -405,7 +412,8 @@ def test_smoke_sweep_tunes_from_a_config_resumes_and_redoes_a_killed_run(tiny_be
     assert not list(work_dir.rglob("*.safetensors"))
 
     # Test never enters the choice: the same runs with every test F1 rewritten give the same rates.
-    config = load_sweep_config(WNUT_CONFIG, tiny_overrides(tiny_bert_dir))
+    config = load_sweep_config(WNUT_CONFIG, overrides)
+    assert len(choose_rates(rows, config)) == 2  # the two cells' choices are compared below
     flipped = [dict(row, f1=1.0 - row["f1"]) if row["split"] == "test" else row for row in rows]
     assert {c: v.learning_rate for c, v in choose_rates(flipped, config).items()} == {
         c: v.learning_rate for c, v in choose_rates(rows, config).items()
@@ -418,7 +426,7 @@ def test_smoke_sweep_tunes_from_a_config_resumes_and_redoes_a_killed_run(tiny_be
     assert (results_dir / "runs.csv").read_text() == before
     monkeypatch.undo()
     with pytest.raises(SystemExit) as refused:  # the fixed part of a sweep cannot change
-        cli.main([*common, "--seeds", "2"] + ["--set", *tiny_overrides(tiny_bert_dir), "settings.max_steps=6"])
+        cli.main([*common, "--seeds", "2"] + ["--set", *overrides, "settings.max_steps=6"])
     assert refused.value.code == 1 and "other settings" in capsys.readouterr().err
 
     # Widen to seed 2 and kill its first run midway: no rows, the earlier rows untouched; then redo it.
@@ -481,3 +489,199 @@ def test_a_score_table_with_missing_cells_one_seed_and_several():
         "| b |  | 30.0 ± 0.0 (3) |",
         "| c |  |  |",
     ]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Silent wrong results, now refused or handled (training faked: seconds)
+# ----------------------------------------------------------------------------------------------------
+
+
+def write_config(tmp_path, backbone, text="", name="s") -> Path:
+    """A small sweep config: two methods, K = 8, seeds 0..2 with tuning seeds 0 and 1, a two-rate full regime
+    and a one-rate frozen one; `text` is appended (YAML)."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(
+        f"name: {name}\nbackbone: {backbone}\nmethods: [last, dwatt]\nks: [8]\nseeds: 3\n"
+        "selection: {tuning_seeds: [0, 1]}\nsettings: {max_steps: 4, eval_every: 2}\n"
+        "regimes:\n  full: {learning_rates: [1.0e-4, 1.0e-3]}\n  frozen: {freeze_backbone: true, "
+        "learning_rates: [1.0e-2]}\n" + text
+    )
+    return path
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    """Runs that train nothing: dev F1 depends on the rate and the method, so rates are chosen, not tied."""
+    trained = []
+
+    def fake_run(config, key, run_dir, test_split, fusion_parameters, callbacks=()):
+        trained.append(key)
+        f1 = 0.3 + key.learning_rate * (30 if key.method == "last" else -20) + 0.01 * key.seed
+        rows = [{**dev_row(key.regime, key.learning_rate, key.method, key.k, key.seed, step, f1 + step / 100, split),
+                 "precision": f1, "recall": f1, "fusion_parameters": 7, "trainable_parameters": 9,
+                 "wall_seconds": 1.0} for split in ("dev", "test") for step in (2, 4)]  # fmt: skip
+        return rows, None
+
+    monkeypatch.setattr(sweep_runner, "run_one", fake_run)
+    monkeypatch.setattr(sweep_runner, "parse_run_values", lambda values: (None, None, None))
+    monkeypatch.setattr(sweep_runner, "tokenized_test_split", lambda *args: None)
+    monkeypatch.setattr(sweep_runner, "fusion_parameter_counts", lambda config, methods: dict.fromkeys(methods, 7))
+    return trained
+
+
+def sweep_cli(tmp_path, config, *flags):
+    cli = load_script("fewshot_sweep")
+    cli.main(["--config", str(config), "--output_root", str(tmp_path / "results"), "--work_dir",
+              str(tmp_path / "work"), "--no_progress", *map(str, flags)])  # fmt: skip
+    return tmp_path / "results" / "s"
+
+
+def test_a_frozen_rate_grid_with_a_fusion_learning_rate_is_refused(tmp_path, tiny_bert_dir):
+    """The grid's rate would reach only the frozen backbone: every rate the same run, the choice a tie."""
+    path = write_config(tmp_path, tiny_bert_dir)
+    path.write_text(
+        path.read_text()
+        .replace(
+            "frozen: {freeze_backbone: true, learning_rates: [1.0e-2]}",
+            "frozen:\n    freeze_backbone: true\n    learning_rates: [1.0e-3, 1.0e-2]",
+        )
+        .replace("settings: {max_steps: 4, eval_every: 2}", "settings:\n  fusion_learning_rate: 1.0e-3")
+    )
+    with pytest.raises(SweepConfigError) as caught:
+        load_sweep_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:13: regimes.frozen.learning_rates: 2 rates in a frozen regime"), message
+    assert f"settings.fusion_learning_rate=0.001 (at {path}:8)" in message
+    load_sweep_config(path, ["regimes.frozen.learning_rates=[1.0e-2]"])  # one rate: nothing is tuned
+    load_sweep_config(path, ["regimes={full: {learning_rates: [1.0e-4, 1.0e-3]}}"])  # the backbone trains: fine
+
+
+def test_lora_keys_without_lora_r_are_refused(tmp_path, tiny_bert_dir):
+    """Without lora_r there is no LoRA: the regime would silently fine-tune the whole backbone."""
+    path = write_config(tmp_path, tiny_bert_dir, "  lora:\n    lora_alpha: 16\n    lora_dropout: 0.1\n"
+                                                 "    learning_rates: [1.0e-3]\n")  # fmt: skip
+    with pytest.raises(SweepConfigError) as caught:
+        load_sweep_config(path)
+    assert str(caught.value) == (
+        f"{path}:12: regimes.lora.lora_alpha: lora_alpha, lora_dropout given without lora_r; expected lora_r too "
+        "(without it there is no LoRA: the regime would fine-tune the whole backbone)"
+    )
+    assert load_sweep_config(path, ["regimes.lora.lora_r=4"]).regimes["lora"].model_values["lora_r"] == 4
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("regimes.full.learning_rates=[1.0e-4, .inf]", "regimes.full.learning_rates"),
+        ("regimes.full.learning_rates=[1e400]", "regimes.full.learning_rates"),
+        ("regimes.full.learning_rates=[inf]", "regimes.full.learning_rates"),
+    ],
+)
+def test_non_finite_learning_rates_are_refused(tmp_path, tiny_bert_dir, override, key):
+    """A rate of inf passed the `> 0` check (the float settings' ranges, in dwatt.validation, refuse it already)."""
+    path = write_config(tmp_path, tiny_bert_dir)
+    with pytest.raises(SweepConfigError) as caught:
+        load_sweep_config(path, [override])
+    assert str(caught.value).startswith(f"--set {override}: {key}: expected a positive learning rate, found ")
+    assert str(caught.value).endswith("which is not a finite number"), caught.value
+    for other in ("settings.fusion_learning_rate=.inf", "settings.warmup_fraction=.nan"):
+        with pytest.raises(SweepConfigError, match="finite"):
+            load_sweep_config(path, [other])
+
+
+def test_summary_only_refuses_settings_that_differ_from_sweep_json(tmp_path, tiny_bert_dir, fake_training, capsys):
+    """A summary claims the settings it is given: with a --set that the runs were not trained with it is refused,
+    and sweep.json, only read, stays as it was."""
+    path = write_config(tmp_path, tiny_bert_dir)
+    results = sweep_cli(tmp_path, path)
+    stored, summary = (results / "sweep.json").read_text(), (results / "summary.md").read_text()
+    for override in ("settings.max_steps=6", f"data.train_file={FIXTURES / 'conll2003_iob1_sample.txt'}",
+                     "selection.point=best", "regimes.frozen.cache_backbone_features=true"):  # fmt: skip
+        dev = FIXTURES / "conll2003_iob1_dev.txt"
+        extra = [f"data.validation_file={dev}", f"data.test_file={dev}"] if "train_file" in override else []
+        with pytest.raises(SystemExit) as refused:
+            sweep_cli(tmp_path, path, "--summary_only", "--set", override, *extra)
+        error = capsys.readouterr().err
+        assert refused.value.code == 1 and "sweep.json was made with other settings" in error, (override, error)
+        assert "drop the --set overrides that differ" in error
+        assert (results / "sweep.json").read_text() == stored and (results / "summary.md").read_text() == summary
+    sweep_cli(tmp_path, path, "--summary_only")  # the stored settings: fine
+    assert (results / "summary.md").read_text() == summary and (results / "sweep.json").read_text() == stored
+
+
+def test_a_restricted_sitting_writes_the_summary_of_the_whole_sweep(tmp_path, tiny_bert_dir, fake_training):
+    """--methods/--ks/--regimes/--seeds limit what a sitting trains, never what summary.md and chosen_rates.json
+    show: they come from the whole config and all of runs.csv."""
+    path = write_config(tmp_path, tiny_bert_dir)
+    results = sweep_cli(tmp_path, path)
+    assert len(fake_training) == 2 * (2 * 2 + 1) + 2 * 3
+    written = {name: (results / name).read_text() for name in ("summary.md", "chosen_rates.json")}
+    assert "Runs: 10 of the 10 the config plans (complete)" in written["summary.md"]
+    assert "(tuning)" not in written["summary.md"] and len(json.loads(written["chosen_rates.json"])) == 4
+    for flags in (["--methods", "last"], ["--ks", "8"], ["--regimes", "frozen"], ["--seeds", "0,"],
+                  ["--methods", "dwatt", "--regimes", "full", "--seeds", "2"]):  # fmt: skip
+        sweep_cli(tmp_path, path, *flags)
+        for name, text in written.items():
+            assert (results / name).read_text() == text, (flags, name)
+    assert len(fake_training) == 16  # nothing left to train
+
+
+def test_seeds_without_a_tuning_seed_say_so_and_every_run_is_counted(tmp_path, tiny_bert_dir, fake_training, caplog):
+    """`--seeds 0,` with tuning seeds [0, 1]: seed 1's tuning runs are needed to choose a rate, so they are trained,
+    the log says so, and the summary counts all of them (of the whole plan)."""
+    path = write_config(tmp_path, tiny_bert_dir)
+    with caplog.at_level("WARNING"):
+        results = sweep_cli(tmp_path, path, "--methods", "last", "--regimes", "full", "--seeds", "0,")
+    assert sorted((key.seed, key.learning_rate) for key in fake_training) == [(0, 1e-4), (0, 1e-3), (1, 1e-4),
+                                                                              (1, 1e-3)]  # fmt: skip
+    assert "leave out tuning seeds [1]; the tuning runs of those seeds are trained too" in caplog.text
+    summary = (results / "summary.md").read_text()
+    assert "Runs: 4 of the 10 the config plans (**running**" in summary, summary
+    # A run of a seed the config does not list (a sitting's --seeds went beyond it) is counted too.
+    config = load_sweep_config(path)
+    rows = RunsFile(results / "runs.csv").read()
+    rows += [dict(row, seed=7) for row in rows if row["seed"] == 0 and row["learning_rate"] == 1e-3]
+    line = progress_line(RunPoints(rows), config, "full", choose_rates(rows, config))
+    assert line.startswith("Runs: 4 of the 10") and "more finished" not in line
+    assert beyond_plan_line(RunPoints(rows), config, "full").startswith(" 1 more finished for a method, K or seed")
+    assert beyond_plan_line(RunPoints(rows), config, "frozen") == ""
+
+
+def test_a_changed_backbone_folder_is_refused_and_an_older_sweep_json_is_accepted(
+    tmp_path, tiny_bert_dir, fake_training, capsys, caplog
+):
+    """sweep.json records the SHA-256 of a local backbone's config.json and weights; a sweep.json from before
+    that has none: it is accepted, and the fingerprint recorded then."""
+    import shutil
+
+    backbone = tmp_path / "backbone"
+    shutil.copytree(tiny_bert_dir, backbone)
+    path = write_config(tmp_path, backbone)
+    results = sweep_cli(tmp_path, path, "--methods", "last", "--regimes", "frozen")
+    recorded = json.loads((results / "sweep.json").read_text())["backbone_sha256"]
+    assert set(recorded) == {"config.json", "model.safetensors"}
+    weights = (backbone / "model.safetensors").read_bytes()
+    (backbone / "model.safetensors").write_bytes(weights[:-4] + b"\0\0\0\1")  # retrained in place, say
+    for flags in (["--methods", "dwatt"], ["--summary_only"]):
+        with pytest.raises(SystemExit) as refused:
+            sweep_cli(tmp_path, path, *flags)
+        error = capsys.readouterr().err
+        assert refused.value.code == 1 and f"the backbone {backbone} changed since the sweep's finished runs" in error
+        assert f"model.safetensors: {recorded['model.safetensors'][:12]}... then" in error, error
+    assert len(fake_training) == 3
+
+    # A sweep.json written before backbone fingerprints: resumed and summarised, the fingerprint recorded then.
+    (backbone / "model.safetensors").write_bytes(weights)
+    old = json.loads((results / "sweep.json").read_text())
+    del old["backbone_sha256"]
+    (results / "sweep.json").write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")
+    with caplog.at_level("WARNING"):
+        sweep_cli(tmp_path, path, "--summary_only")
+    assert "from before backbone fingerprints" in caplog.text and "could not be checked" in caplog.text
+    assert "backbone_sha256" not in json.loads((results / "sweep.json").read_text())  # a summary only reads it
+    sweep_cli(tmp_path, path, "--methods", "dwatt", "--regimes", "frozen")
+    assert json.loads((results / "sweep.json").read_text())["backbone_sha256"] == recorded
+    assert len(fake_training) == 6
+    from dwatt.experiments.sweep.fingerprints import backbone_fingerprint
+
+    assert backbone_fingerprint("bert-base-cased") is None  # a Hub id: known by its name

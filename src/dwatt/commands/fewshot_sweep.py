@@ -26,6 +26,7 @@ from transformers import HfArgumentParser
 
 from ..cli import command
 from ..experiments.sweep.runner import SweepArguments, parse_shard, run_sweep
+from ..experiments.sweep.store import check_settings
 from ..experiments.sweep.summary import write_summary
 
 
@@ -38,7 +39,9 @@ def main(argv: list[str]) -> None:
         results_dir = Path(args.output_root) / config.name
         if not results_dir.is_dir():
             raise FileNotFoundError(f"{results_dir} does not exist: the sweep {config.name!r} has no results yet")
-        summary = write_summary(results_dir, config)
+        # The settings (with any --set) must be those the runs were trained with; sweep.json is only read here.
+        check_settings(results_dir, config.full.fixed_part(), read_only=True)
+        summary = write_summary(results_dir, config.full)
         if summary is None:
             raise FileNotFoundError(f"{results_dir}: no finished runs yet, so there is nothing to summarise")
         print(summary)

@@ -7,6 +7,7 @@ change a loaded config before it is checked, for quick variations of a committed
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from ...protocol import METHODS, SweepSettings
 from ...tasks.arguments import ModelArguments
 from ...tasks.ner import NerDataArguments
 from ...validation import ArgumentError, check_values, dataclass_choices, field_types
+from .fingerprints import backbone_fingerprint
 
 #: `data:` keys, passed to run_ner's `NerDataArguments` (train/validation/test files or a Hub dataset).
 DATA_KEYS = ("dataset_name", "dataset_config_name", "train_file", "validation_file", "test_file", "label_all_tokens")
@@ -25,6 +27,8 @@ DATA_KEYS = ("dataset_name", "dataset_config_name", "train_file", "validation_fi
 REGIME_MODEL_KEYS = (
     "freeze_backbone", "cache_backbone_features", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
 )  # fmt: skip
+#: LoRA's other keys: used only with lora_r.
+LORA_KEYS = ("lora_alpha", "lora_dropout", "lora_target_modules")
 #: `settings:` keys: the shared hyper-parameters, except what a regime decides.
 SETTINGS_KEYS = tuple(f.name for f in fields(SweepSettings) if f.name not in ("learning_rate", "freeze_backbone",
                                                                                "model_name_or_path"))  # fmt: skip
@@ -72,17 +76,30 @@ class SweepConfig:
     data: dict[str, Any]
     description: str = ""
     source: str = "<dict>"
+    #: The config as its file (and `--set`) gave it, before a sitting's `--methods/--ks/--seeds/--regimes`
+    #: (`with_lists`); None: this is it. Summaries are always written from the whole config's plan.
+    whole: SweepConfig | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def full(self) -> SweepConfig:
+        """The config before any sitting's restriction of its lists: what summaries are written from."""
+        return self.whole or self
+
+    def fixed_settings(self) -> dict[str, Any]:
+        """The shared settings stored in sweep.json (the backbone's name among them)."""
+        return {name: getattr(self.settings, name) for name in ("model_name_or_path", *SETTINGS_KEYS)}
 
     def fixed_part(self) -> dict[str, Any]:
         """What must not change between sittings of one sweep (stored in sweep.json): everything but the
-        lists of methods, K, seeds and rates, which may grow."""
-        settings = {name: getattr(self.settings, name) for name in ("model_name_or_path", *SETTINGS_KEYS)}
+        lists of methods, K, seeds and rates, which may grow. Data files and a local backbone folder are also
+        known by their content (SHA-256)."""
         return {
-            "settings": settings,
+            "settings": self.fixed_settings(),
             "data": dict(sorted(self.data.items())),
             "regimes": {name: dict(sorted(regime.model_values.items())) for name, regime in self.regimes.items()},
             "selection": {"tuning_seeds": list(self.selection.tuning_seeds), "point": self.selection.point},
             "data_sha256": data_fingerprints(self.data),
+            "backbone_sha256": backbone_fingerprint(self.settings.model_name_or_path),
         }
 
 
@@ -222,6 +239,16 @@ def parse_sweep_config(raw: dict, source: str = "<dict>", lines: dict[str, int |
         if regime_raw.get("cache_backbone_features") and not regime_raw.get("freeze_backbone"):
             fail(where, "cache_backbone_features without freeze_backbone; expected both (only a frozen backbone's "
                         "features stay the same)")  # fmt: skip
+        lora_keys = [key for key in LORA_KEYS if regime_raw.get(key) is not None]
+        if lora_keys and regime_raw.get("lora_r") is None:
+            fail(f"{where}.{lora_keys[0]}", f"{', '.join(lora_keys)} given without lora_r; expected lora_r too "
+                 "(without it there is no LoRA: the regime would fine-tune the whole backbone)")  # fmt: skip
+        if regime_raw.get("freeze_backbone") and settings.fusion_learning_rate is not None and len(rates) > 1:
+            fail(grid_key, f"{len(rates)} rates in a frozen regime while settings.fusion_learning_rate="
+                 f"{settings.fusion_learning_rate:g} (at {origin('settings.fusion_learning_rate')}) sets the rate of "
+                 "the fusion and head: the grid's rate would reach only the frozen backbone, so every rate would "
+                 "give the same run and the choice would be a tie; expected one of the two (drop "
+                 "settings.fusion_learning_rate to tune the fusion's rate, or give one rate)")  # fmt: skip
         regimes[str(regime_name)] = Regime(str(regime_name), tuple(rates), regime_raw)
 
     selection_raw = known(raw.get("selection"), ("tuning_seeds", "point"), "selection")
@@ -248,7 +275,9 @@ def parse_sweep_config(raw: dict, source: str = "<dict>", lines: dict[str, int |
 
 
 def with_lists(config: SweepConfig, methods=None, ks=None, seeds=None, regimes=None) -> SweepConfig:
-    """The config restricted or widened to other methods, K, seeds or a subset of its regimes."""
+    """The config restricted or widened to other methods, K, seeds or a subset of its regimes (for what a
+    sitting trains; `.full` keeps the config as given, for the summary)."""
+    whole = config.full
     if regimes is not None:
         missing = [name for name in regimes if name not in config.regimes]
         if missing:
@@ -256,7 +285,8 @@ def with_lists(config: SweepConfig, methods=None, ks=None, seeds=None, regimes=N
         config = replace(config, regimes={name: config.regimes[name] for name in regimes})
     raw_lists = {"methods": methods, "ks": ks, "seeds": seeds}
     changes = {key: tuple(value) for key, value in raw_lists.items() if value is not None}
-    return replace(config, **changes)
+    restricted = replace(config, **changes)
+    return restricted if restricted == whole else replace(restricted, whole=whole)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -310,6 +340,8 @@ def _positive_float(value, key, fail) -> float:
     number = _number(value, float, key, fail)
     if not number > 0:
         fail(key, f"expected a positive learning rate, found {value!r}")
+    if not math.isfinite(number):
+        fail(key, f"expected a positive learning rate, found {value!r}, which is not a finite number")
     return number
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import shutil
 import time
 from collections.abc import Iterable, Sequence
@@ -29,6 +30,7 @@ from .summary import write_summary
 _KEPT_RUN_FILE_MAX_BYTES = 200_000
 #: How long a process waits before looking again for tuning runs it needs that train in another process.
 _WAIT_SECONDS = 30
+logger = logging.getLogger(__name__)
 
 
 def parse_list(text: str | Sequence, convert=str) -> list:
@@ -304,6 +306,7 @@ def run_sweep(
         raise ValueError("a sweep starts from a plain backbone; a DWAtt checkpoint would ignore the method flags")
     results_dir = Path(output_root) / config.name
     results_dir.mkdir(parents=True, exist_ok=True)
+    log_extra_tuning_seeds(config)
     runs_file = RunsFile(results_dir / RUNS_FILE)
     with runs_file.locked():  # shards started at once on a new name both find no sweep.json
         check_settings(results_dir, config.fixed_part(), has_runs=bool(runs_file.read()))
@@ -351,5 +354,18 @@ def run_sweep(
                 break  # every run left is running in another process, which will finish it
             bar.set_postfix_str("waiting for tuning runs of another process")
             time.sleep(wait_seconds)
-    write_summary(results_dir, config)
+    write_summary(results_dir, config.full)  # the whole config's plan, whatever this sitting was limited to
     return results_dir
+
+
+def log_extra_tuning_seeds(config: SweepConfig) -> None:
+    """Say so when a sitting's seeds leave out tuning seeds of a tuned regime: a rate is chosen on every tuning
+    seed, so their tuning runs are trained too."""
+    extra = [seed for seed in config.selection.tuning_seeds if seed not in config.seeds]
+    tuned = [regime.name for regime in config.regimes.values() if regime.tuned]
+    if extra and tuned:
+        logger.warning(
+            "seeds %s leave out tuning seeds %s; the tuning runs of those seeds are trained too in regime(s) %s: a "
+            "rate is chosen on the mean dev F1 of every tuning seed %s", list(config.seeds), extra, ", ".join(tuned),
+            list(config.selection.tuning_seeds),
+        )  # fmt: skip

@@ -7,6 +7,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import os
 import zlib
 from collections.abc import Iterator, Sequence
@@ -26,6 +27,7 @@ _FLOAT_COLUMNS = {"f1", "precision", "recall", "wall_seconds", "learning_rate"}
 RUNS_FILE = "runs.csv"
 COUNTS_FILE = "sentence_counts.jsonl"
 SETTINGS_FILE = "sweep.json"
+logger = logging.getLogger(__name__)
 
 
 class RunsFile:
@@ -164,23 +166,26 @@ def decode_counts(text: str, sentences: int) -> np.ndarray:
     return values.reshape(sentences, 3)
 
 
-def check_settings(results_dir: Path, wanted: dict[str, Any], has_runs: bool = True) -> None:
+def check_settings(results_dir: Path, wanted: dict[str, Any], has_runs: bool = True, read_only: bool = False) -> None:
     """Write `sweep.json` on the first run; afterwards refuse settings that differ from it (mixing them
     would break the identical-hyper-parameters rule). Methods, K, seeds and rates may change between
     sittings, and so may the set of regimes (`--regimes frozen` runs one of them first), but a regime
-    already stored must keep its values. A data file whose content changed (`data_sha256`) is refused by name.
-    While no run has finished (`has_runs` False) nothing is fixed yet: the file is written anew. Call it under
-    the results file's lock (`RunsFile.locked`): shards started together race here."""
+    already stored must keep its values. A data file whose content changed (`data_sha256`), or a local backbone
+    folder whose config or weights changed (`backbone_sha256`), is refused by name. While no run has finished
+    (`has_runs` False) nothing is fixed yet: the file is written anew. Call it under the results file's lock
+    (`RunsFile.locked`): shards started together race here.
+
+    `read_only` (a summary-only call): the same checks, but `sweep.json` is never written; without one there is
+    nothing to check against."""
     path = results_dir / SETTINGS_FILE
     wanted = json.loads(json.dumps(wanted))  # compared as stored: tuples become lists
-    if path.is_file() and has_runs:
+    if path.is_file() and (has_runs or read_only):
         stored = json.loads(path.read_text())
-        _check_data_unchanged(path, stored.get("data_sha256"), wanted.get("data_sha256", {}))
         stored_regimes, wanted_regimes = stored.get("regimes", {}), wanted.get("regimes", {})
         differing = {
             name: (stored.get(name), value)
             for name, value in wanted.items()
-            if name not in ("regimes", "data_sha256") and stored.get(name) != value
+            if name not in ("regimes", *_FINGERPRINTS) and stored.get(name) != value
         }
         differing.update(
             {
@@ -192,16 +197,62 @@ def check_settings(results_dir: Path, wanted: dict[str, Any], has_runs: bool = T
         if differing:
             raise ValueError(
                 f"{path} was made with other settings {differing} (stored, asked); "
-                "give a sweep with different settings another name"
-            )
-        if set(wanted_regimes) <= set(stored_regimes) and "data_sha256" in stored:
+                + ("a summary shows the settings its runs were trained with: drop the --set overrides that differ"
+                   if read_only else "give a sweep with different settings another name")
+            )  # fmt: skip
+        _check_data_unchanged(path, stored.get("data_sha256"), wanted.get("data_sha256", {}))
+        backbone_recorded = _check_backbone_unchanged(path, stored, wanted, read_only)
+        if read_only:
             return
-        # a new regime, or a sweep.json from before data fingerprints: record them from now on
-        wanted = {**stored, "regimes": {**stored_regimes, **wanted_regimes}, "data_sha256": wanted.get("data_sha256")}
+        if set(wanted_regimes) <= set(stored_regimes) and "data_sha256" in stored and backbone_recorded:
+            return
+        # a new regime, or a sweep.json from before data or backbone fingerprints: record them from now on
+        wanted = {**stored, "regimes": {**stored_regimes, **wanted_regimes}, "data_sha256": wanted.get("data_sha256"),
+                  "backbone_sha256": wanted.get("backbone_sha256")}  # fmt: skip
+    if read_only:
+        return
     results_dir.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.tmp.{os.getpid()}")
     temporary.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
     os.replace(temporary, path)
+
+
+_FINGERPRINTS = ("data_sha256", "backbone_sha256")
+
+
+def _check_backbone_unchanged(path: Path, stored: dict, wanted: dict, read_only: bool) -> bool:
+    """Refuse a local backbone folder whose config.json or weights differ from the ones the finished runs were
+    trained with. True when `sweep.json` already holds the backbone's fingerprint (a Hub id's is null: known by
+    its name, compared with the settings)."""
+    backbone = wanted.get("settings", {}).get("model_name_or_path") or "the bundled MiniLM"
+    current = wanted.get("backbone_sha256")
+    if "backbone_sha256" not in stored:
+        if current is None:  # a Hub id: its name is what is compared
+            return False
+        logger.warning(
+            "%s is from before backbone fingerprints: the earlier sittings' backbone (%s) could not be checked "
+            "against this one%s", path, backbone,
+            "" if read_only else "; its config and weight files' SHA-256 are recorded now and checked from here on",
+        )  # fmt: skip
+        return False
+    recorded = stored["backbone_sha256"]
+    if recorded == current:
+        return True
+    if current is None and read_only:
+        logger.warning("%s: the backbone %s is not on this machine, so it could not be checked", path, backbone)
+        return True
+    recorded, current = recorded or {}, current or {}
+    changed = sorted(name for name in {*recorded, *current} if recorded.get(name) != current.get(name))
+    shown = "; ".join(f"{name}: {_short(recorded.get(name))} then, {_short(current.get(name))} now" for name in changed)
+    raise ValueError(
+        f"{path}: the backbone {backbone} changed since the sweep's finished runs were trained ({shown}; SHA-256). "
+        "Resuming or summarising would mix runs of two models: restore the folder, or give the sweep on the new "
+        "backbone another name"
+    )
+
+
+def _short(digest: str | None) -> str:
+    return f"{digest[:12]}..." if digest else "no file"
 
 
 def _check_data_unchanged(path: Path, stored: dict | None, current: dict) -> None:

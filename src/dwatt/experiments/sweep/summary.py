@@ -50,10 +50,15 @@ class RunPoints:
         return self.last_step(key) if point == "last" else self.best_dev_step(key)
 
 
-def chosen_runs(points: RunPoints, choices: dict[Cell, RateChoice]) -> dict[Cell, dict[int, RunKey]]:
-    """Cell -> {seed: its finished run at the cell's chosen rate}."""
+def chosen_runs(
+    points: RunPoints, choices: dict[Cell, RateChoice], seeds: Iterable[int] | None = None
+) -> dict[Cell, dict[int, RunKey]]:
+    """Cell -> {seed: its finished run at the cell's chosen rate}, for the config's `seeds` (None: any)."""
     runs: dict[Cell, dict[int, RunKey]] = defaultdict(dict)
+    seeds = None if seeds is None else set(seeds)
     for key in points.f1:
+        if seeds is not None and key.seed not in seeds:
+            continue
         choice = choices.get((key.regime, key.method, key.k))
         if choice is not None and key.learning_rate == choice.learning_rate:
             runs[(key.regime, key.method, key.k)][key.seed] = key
@@ -235,6 +240,22 @@ def progress_line(points: RunPoints, config: SweepConfig, regime: str, choices: 
     return line
 
 
+def beyond_plan_line(points: RunPoints, config: SweepConfig, regime: str) -> str:
+    """The regime's finished runs of a method, K or seed the config does not list (a sitting's --methods, --ks or
+    --seeds went beyond it), which `progress_line` leaves out: counted here so every finished run is counted
+    somewhere. Empty when there are none."""
+    beyond = sum(
+        key.regime == regime
+        and (key.method not in config.methods or key.k not in config.ks or key.seed not in config.seeds)
+        for key in points.f1
+    )
+    if not beyond:
+        return ""
+    return (f" {beyond} more finished for a method, K or seed the config does not list (a sitting's --methods, --ks "
+            "or --seeds went beyond it); they stay in runs.csv and enter no table: list them in the config to "
+            "include them.")  # fmt: skip
+
+
 def _ordered_methods(names: Iterable[str]) -> list[str]:
     order = list(METHODS)
     return sorted(set(names), key=lambda name: (order.index(name) if name in order else len(order), name))
@@ -251,19 +272,23 @@ def planned_runs(config: SweepConfig, regime: str) -> int:
 
 
 def write_summary(results_dir: str | Path, config: SweepConfig) -> Path | None:
-    """Write `summary.md` and the two plots from `runs.csv` and `sentence_counts.jsonl`; None when no run
-    has finished yet."""
+    """Write `summary.md`, `chosen_rates.json` and the two plots from all of `runs.csv` and
+    `sentence_counts.jsonl`, with the plan of the whole config (`config.full`: a sitting's --methods, --ks,
+    --seeds or --regimes limit what it trains, never what the summary shows); None when no run has finished
+    yet."""
     results_dir = Path(results_dir)
+    config = config.full
     rows = RunsFile(results_dir / RUNS_FILE).read()
     if not rows:
         return None
     points = RunPoints(rows)
     stored = SentenceCounts(results_dir / COUNTS_FILE).read()
     choices = choose_rates(rows, config)
-    runs = chosen_runs(points, choices)
-    methods = _ordered_methods(key.method for key in points.f1)
-    ks = sorted({key.k for key in points.f1})
+    runs = chosen_runs(points, choices, config.seeds)
+    methods = _ordered_methods(key.method for key in points.f1 if key.method in config.methods)
+    ks = sorted({key.k for key in points.f1 if key.k in config.ks})
     regimes = [name for name in config.regimes if any(key.regime == name for key in points.f1)]
+    other_regimes = sum(key.regime not in config.regimes for key in points.f1)
     run_seconds = {key: row["wall_seconds"] for row in rows for key in [RunKey.of(row)]}
     hours = sum(run_seconds.values()) / 3600
     with_counts = sum(key in stored for key in points.f1)
@@ -284,8 +309,11 @@ def write_summary(results_dir: str | Path, config: SweepConfig) -> Path | None:
         "enters it. The other seeds run only at the chosen rate; every score below is at it.",
         "",
         "Settings (identical for every method): "
-        + ", ".join(f"{name}={value}" for name, value in sorted(config.fixed_part()["settings"].items())),
+        + ", ".join(f"{name}={value}" for name, value in sorted(config.fixed_settings().items())),
     ]
+    if other_regimes:
+        lines += ["", f"{other_regimes} of the finished runs are of regimes the config no longer lists; they stay in "
+                      "runs.csv and enter no table."]  # fmt: skip
     test_last, test_best = scores_at(points, runs, "last"), scores_at(points, runs, "best")
     counts_last, counts_best = (cell_counts(points, runs, stored, point) for point in ("last", "best"))
     for regime in regimes:
@@ -295,6 +323,7 @@ def write_summary(results_dir: str | Path, config: SweepConfig) -> Path | None:
             f"## Regime `{regime}`" + (f" ({options})" if options else ""),
             "",
             progress_line(points, config, regime, choices)
+            + beyond_plan_line(points, config, regime)
             + f" Run time: {sum(t for key, t in run_seconds.items() if key.regime == regime) / 3600:.1f} h.",
             "",
             "Chosen learning rate (mean dev F1 of the tuning seeds at each rate):",

@@ -16,7 +16,7 @@ import yaml
 
 from ...data.fingerprints import data_fingerprints
 from ...protocol import METHODS, SweepSettings
-from ...tasks.arguments import ModelArguments
+from ...tasks.arguments import ModelArguments, lora_settings_without_rank
 from ...tasks.ner import NerDataArguments
 from ...validation import ArgumentError, check_values, dataclass_choices, field_types
 from .fingerprints import backbone_fingerprint
@@ -27,8 +27,6 @@ DATA_KEYS = ("dataset_name", "dataset_config_name", "train_file", "validation_fi
 REGIME_MODEL_KEYS = (
     "freeze_backbone", "cache_backbone_features", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
 )  # fmt: skip
-#: LoRA's other keys: used only with lora_r.
-LORA_KEYS = ("lora_alpha", "lora_dropout", "lora_target_modules")
 #: `settings:` keys: the shared hyper-parameters, except what a regime decides.
 SETTINGS_KEYS = tuple(f.name for f in fields(SweepSettings) if f.name not in ("learning_rate", "freeze_backbone",
                                                                                "model_name_or_path"))  # fmt: skip
@@ -239,8 +237,8 @@ def parse_sweep_config(raw: dict, source: str = "<dict>", lines: dict[str, int |
         if regime_raw.get("cache_backbone_features") and not regime_raw.get("freeze_backbone"):
             fail(where, "cache_backbone_features without freeze_backbone; expected both (only a frozen backbone's "
                         "features stay the same)")  # fmt: skip
-        lora_keys = [key for key in LORA_KEYS if regime_raw.get(key) is not None]
-        if lora_keys and regime_raw.get("lora_r") is None:
+        lora_keys = list(lora_settings_without_rank(regime_raw, given=regime_raw))  # the rule run flags follow
+        if lora_keys:
             fail(f"{where}.{lora_keys[0]}", f"{', '.join(lora_keys)} given without lora_r; expected lora_r too "
                  "(without it there is no LoRA: the regime would fine-tune the whole backbone)")  # fmt: skip
         if regime_raw.get("freeze_backbone") and settings.fusion_learning_rate is not None and len(rates) > 1:

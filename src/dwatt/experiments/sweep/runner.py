@@ -89,8 +89,14 @@ class SweepArguments:
             "action": "extend",
         },
     )
+    # --methods/--ks/--seeds/--regimes choose what this sitting trains; the summary is always of the config's own
+    # lists (after --set), so a sitting of a part never rewrites it as if the rest were missing.
     methods: str | None = field(
-        default=None, metadata={"help": f"Only these methods (comma-separated, from: {', '.join(METHODS)})."}
+        default=None,
+        metadata={
+            "help": f"Train only these methods (comma-separated, from: {', '.join(METHODS)}); the summary "
+            "stays the whole config's (change its lists with --set)."
+        },
     )
     ks: str | None = field(default=None, metadata={"help": "Only these few-shot sizes K (comma-separated)."})
     seeds: str | None = field(

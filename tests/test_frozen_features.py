@@ -150,58 +150,49 @@ def dropout_free_bert_dir(tmp_path_factory, minilm_path):
     return folder
 
 
-def test_run_ner_with_cached_features_trains_as_without_them(dropout_free_bert_dir, tmp_path):
+def plain_and_cached_runs(run_task, data_arguments, model_dir, tmp_path):
+    """(results, training losses) of one short frozen run without the cache and one with it, same seed."""
+
     def run(name, *extra):
         args = parse_run_args(
-            (ModelArguments, NerDataArguments, TrainingArguments),
+            (ModelArguments, data_arguments, TrainingArguments),
             ["--output_dir", tmp_path / name, "--report_to", "none", "--use_cpu", "--seed", "0",
-             "--model_name_or_path", dropout_free_bert_dir, "--few_shot_k", "24", "--max_eval_samples", "16",
+             "--model_name_or_path", model_dir, "--few_shot_k", "24", "--max_eval_samples", "16",
              "--max_predict_samples", "16", "--do_train", "--do_eval", "--do_predict", "--max_steps", "6",
              "--per_device_train_batch_size", "8", "--learning_rate", "1e-2", "--logging_steps", "1",
              "--classifier_dropout", "0.1", "--fusion_dropout", "0.1", "--freeze_backbone", "--disable_tqdm", "true",
              *extra],
         )  # fmt: skip
-        results = run_ner(*args)
+        results = run_task(*args)
         state = json.loads((tmp_path / name / "trainer_state.json").read_text())
         return results, [entry["loss"] for entry in state["log_history"] if "loss" in entry]
 
     frozen_features._SHARED.clear()
-    plain, plain_losses = run("plain")
-    cached, cached_losses = run("cached", "--cache_backbone_features")
+    plain = run("plain")
+    assert not frozen_features._SHARED  # no cache without the flag
+    return plain, run("cached", "--cache_backbone_features")
+
+
+def assert_same_run_and_each_sentence_computed_once(plain, cached, metric_keys):
+    (plain, plain_losses), (cached, cached_losses) = plain, cached
     assert len(cached_losses) == 6
     assert cached_losses == pytest.approx(plain_losses, rel=1e-5)
-    for key in ("eval_loss", "predict_loss", "eval_f1", "predict_f1"):
+    for key in ("eval_loss", "predict_loss", *metric_keys):
         assert cached[key] == pytest.approx(plain[key], rel=1e-5, abs=1e-7), key
     (cache,) = frozen_features._SHARED.values()
     assert cache.computed == 24 + 16 + 16  # training sample, dev and test: each sentence once
+    assert cache.served > 0
+
+
+def test_run_ner_with_cached_features_trains_as_without_them(dropout_free_bert_dir, tmp_path):
+    plain, cached = plain_and_cached_runs(run_ner, NerDataArguments, dropout_free_bert_dir, tmp_path)
+    assert_same_run_and_each_sentence_computed_once(plain, cached, ("eval_f1", "predict_f1"))
 
 
 def test_run_classification_with_cached_features_trains_as_without_them(dropout_free_bert_dir, tmp_path):
     """`dwatt classification --cache_backbone_features` was recorded but ignored: only run_ner applied the cache."""
     from dwatt.tasks.classification import ClassificationDataArguments, run_classification
 
-    def run(name, *extra):
-        args = parse_run_args(
-            (ModelArguments, ClassificationDataArguments, TrainingArguments),
-            ["--output_dir", tmp_path / name, "--report_to", "none", "--use_cpu", "--seed", "0",
-             "--model_name_or_path", dropout_free_bert_dir, "--few_shot_k", "24", "--max_eval_samples", "16",
-             "--max_predict_samples", "16", "--do_train", "--do_eval", "--do_predict", "--max_steps", "6",
-             "--per_device_train_batch_size", "8", "--learning_rate", "1e-2", "--logging_steps", "1",
-             "--classifier_dropout", "0.1", "--fusion_dropout", "0.1", "--freeze_backbone", "--disable_tqdm", "true",
-             *extra],
-        )  # fmt: skip
-        results = run_classification(*args)
-        state = json.loads((tmp_path / name / "trainer_state.json").read_text())
-        return results, [entry["loss"] for entry in state["log_history"] if "loss" in entry]
-
-    frozen_features._SHARED.clear()
-    plain, plain_losses = run("plain")
-    assert not frozen_features._SHARED  # no cache without the flag
-    cached, cached_losses = run("cached", "--cache_backbone_features")
-    assert len(cached_losses) == 6
-    assert cached_losses == pytest.approx(plain_losses, rel=1e-5)
-    for key in ("eval_loss", "predict_loss", "eval_accuracy", "predict_accuracy"):
-        assert cached[key] == pytest.approx(plain[key], rel=1e-5, abs=1e-7), key
-    (cache,) = frozen_features._SHARED.values()
-    assert cache.computed == 24 + 16 + 16  # training sample, dev and test: each sentence once
-    assert cache.served > 0
+    plain, cached = plain_and_cached_runs(run_classification, ClassificationDataArguments, dropout_free_bert_dir,
+                                          tmp_path)  # fmt: skip
+    assert_same_run_and_each_sentence_computed_once(plain, cached, ("eval_accuracy", "predict_accuracy"))

@@ -106,6 +106,25 @@ def test_cached_states_equal_the_backbones_own_at_every_real_token():
         assert not ours[~real].any()  # padding holds zeros
 
 
+def test_left_padded_rows_are_answered_as_the_backbone_would_at_their_own_positions():
+    """BERT numbers positions from the first column, padding or not: a left-padded sentence's states depend on how
+    much padding its batch gave it, so a state cached under one padding must not answer another."""
+    model = tiny_model("dwatt").eval()
+    sentence = torch.arange(4, 9)
+    cache = BackboneFeatureCache("test")
+    for padding in (2, 0, 4):  # the same sentence, left-padded by other amounts in three batches
+        input_ids = torch.cat([torch.zeros(padding, dtype=torch.long), sentence])[None]
+        attention_mask = (input_ids != 0).long()
+        with torch.no_grad():
+            own = model.dwatt.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+            with cached_backbone_features(model, cache):
+                cached = model.dwatt.backbone(input_ids=input_ids, attention_mask=attention_mask)
+        real = attention_mask.bool()
+        torch.testing.assert_close(cached.hidden_states[-1][real], own.hidden_states[-1][real], rtol=1e-12,
+                                   atol=1e-12)  # fmt: skip
+    assert cache.computed == 3
+
+
 def test_a_trainable_backbone_is_refused():
     model = tiny_model("dwatt")
     model.dwatt.backbone.embeddings.word_embeddings.weight.requires_grad_(True)

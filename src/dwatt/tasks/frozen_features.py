@@ -3,9 +3,9 @@
 With `--freeze_backbone --cache_backbone_features` the backbone's output for a given input never changes, so
 computing it again at every training step and every evaluation wastes most of a frozen run's time (on a
 12-layer encoder, about 90%). Inside `cached_backbone_features(model)`, the backbone's forward looks each row
-of a batch up by its content (its unpadded token ids and token types); rows not seen before are computed once,
-in eval mode and without gradients, and kept. The fusion, the deeper layers and the head train on the cached
-states exactly as they would on the backbone's own output with its dropout off.
+of a batch up by its content (its unpadded token ids, token types and their positions); rows not seen before
+are computed once, in eval mode and without gradients, and kept. The fusion, the deeper layers and the head
+train on the cached states exactly as they would on the backbone's own output with its dropout off.
 
 The backbone's forward is replaced on the instance for the duration of the block (accelerate patches
 `model.forward` the same way for mixed precision): the Trainer, the sweep's test-split evaluator and windowed
@@ -52,10 +52,14 @@ class BackboneFeatureCache:
 
     @staticmethod
     def row_keys(input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None):
+        """A row's key: its real tokens and where they stand. The positions are part of it because a backbone that
+        numbers positions from the first column (BERT) gives a left-padded sentence other states for each amount
+        of padding; right-padded rows (the collators' default) keep one key however wide their batch."""
         keys = []
         for row in range(input_ids.shape[0]):
             real = attention_mask[row].bool()
             key = input_ids[row][real].cpu().numpy().tobytes()
+            key += b"@" + real.nonzero().flatten().cpu().numpy().tobytes()
             if token_type_ids is not None:
                 key += b"|" + token_type_ids[row][real].cpu().numpy().tobytes()
             keys.append(key)

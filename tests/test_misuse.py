@@ -442,6 +442,28 @@ def test_a_model_folder_that_does_not_exist_is_named_as_one(tmp_path, monkeypatc
     )
 
 
+@pytest.mark.parametrize("task", ["ner", "classification", "mlm"])
+def test_a_dataset_named_beside_data_files_is_refused(tmp_path, run_command, task):
+    """The files won and --dataset_name (or --dataset_config_name) was dropped without a word."""
+    failed = run_command(task, "--dataset_name", "someone/data", "--dataset_config_name", "en", "--train_file",
+                         tmp_path / "train.txt", "--output_dir", tmp_path / "out", "--do_train")  # fmt: skip
+    assert failed.returncode == 2, failed.stderr
+    assert failed.stderr.startswith(
+        f"error: --dataset_name someone/data, --dataset_config_name en, --train_file {tmp_path / 'train.txt'}: data "
+        "files replace the dataset, so --dataset_name, --dataset_config_name would be ignored; expected either the "
+        "dataset or the files"
+    )
+
+
+def test_a_sweep_naming_a_dataset_beside_its_data_files_is_refused_at_load(tmp_path):
+    files = [write(tmp_path / f"{split}.txt", "Obama\tB-PER\n") for split in ("train", "dev", "test")]
+    data = (f"data:\n  dataset_name: someone/data\n  train_file: {files[0]}\n  validation_file: {files[1]}\n"
+            f"  test_file: {files[2]}\n")  # fmt: skip
+    with pytest.raises(SweepConfigError, match=r"c.yaml:\d+: data: data.dataset_name someone/data, data.train_file .*"
+                                               r"data files replace the dataset"):  # fmt: skip
+        load_sweep_config(write(tmp_path / "c.yaml", SWEEP_YAML.format(freeze="true") + data))
+
+
 @pytest.mark.parametrize(("make", "expected"), [
     (lambda path: path.mkdir(), "has no config.json; expected a folder written by save_pretrained (is it empty, or "
                                 "the parent of the run folder?)"),

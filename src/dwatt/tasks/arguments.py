@@ -104,6 +104,24 @@ def refuse_lora_settings_without_rank(values: Mapping[str, Any], given: Iterable
         )
 
 
+def uses_data_files(data_args, bundled_dataset: str) -> bool:
+    """True when the run reads data files (`--train_file`, `--validation_file`, `--test_file`): they replace the
+    dataset. A dataset named as well (`--dataset_name` other than the bundled default, or `--dataset_config_name`)
+    is refused, since one of the two would be dropped without a word."""
+    names = ("train_file", "validation_file", "test_file")
+    files = {name: getattr(data_args, name) for name in names if getattr(data_args, name, None)}
+    dataset = {name: value for name, value in (("dataset_name", data_args.dataset_name),
+               ("dataset_config_name", data_args.dataset_config_name))
+               if value is not None and value != bundled_dataset}  # fmt: skip
+    if files and dataset:
+        shown = ", ".join(f"--{name} {value}" for name, value in (*dataset.items(), *files.items()))
+        raise ArgumentError(
+            f"{shown}: data files replace the dataset, so {', '.join(f'--{name}' for name in dataset)} would be "
+            "ignored; expected either the dataset or the files"
+        )
+    return bool(files)
+
+
 def check_model_folder(name_or_path: str) -> None:
     """A `--model_name_or_path` that names a local folder must be one with a config.json: checked before any data is
     read, and said plainly (transformers calls a missing folder a malformed Hub repo id, and an empty one a

@@ -13,7 +13,7 @@ from ..data.corpora import load_pang_lee_polarity, sample_few_shot, split_train_
 from ..data.tables import check_table_file
 from ..metrics import compute_classification_metrics
 from ..modeling_dwatt import DWAttForSequenceClassification
-from .arguments import ModelArguments
+from .arguments import ModelArguments, uses_data_files
 from .runner import (
     backbone_features,
     check_run_arguments,
@@ -64,10 +64,6 @@ class ClassificationDataArguments:
     max_predict_samples: int | None = field(default=None, metadata={"help": "Predict the first N examples."})
     max_seq_length: int = field(default=128, metadata={"help": "Sub-word length after truncation."})
 
-    def uses_files(self) -> bool:
-        """True when any data file is given: files then replace the Hub or bundled data."""
-        return bool(self.train_file or self.validation_file or self.test_file)
-
 
 def load_bundled_polarity() -> DatasetDict:
     """The bundled Pang-Lee sentences as fixed, stratified train (150) / validation (25) / test (25) splits."""
@@ -98,7 +94,7 @@ def load_table_file(path: str, split: str) -> Dataset:
 
 def load_classification_data(data_args: ClassificationDataArguments) -> tuple[DatasetDict, dict[str, str]]:
     """Raw splits and, for error messages, where each split came from (a file path or a description)."""
-    if data_args.uses_files():
+    if uses_data_files(data_args, BUNDLED_DATASET):
         files = {"train": data_args.train_file, "validation": data_args.validation_file, "test": data_args.test_file}
         files = {split: path for split, path in files.items() if path}
         for split, path in files.items():  # named file:line errors before `datasets` gives a bare builder error

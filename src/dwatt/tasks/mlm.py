@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer
 from ..data.corpora import load_lee_corpus
 from ..modeling_dwatt import DWAttForMaskedLM
 from ..validation import ArgumentError
-from .arguments import ModelArguments
+from .arguments import ModelArguments, uses_data_files
 from .runner import check_run_arguments, fusion_optimizer, load_model, record_metrics, train_and_save
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def load_text_file(path: str, split: str) -> Dataset:
 
 def load_mlm_data(data_args: MlmDataArguments, seed: int) -> DatasetDict:
     """Raw documents per split; a validation split is carved out of train when there is none."""
-    if data_args.train_file or data_args.validation_file:
+    if uses_data_files(data_args, BUNDLED_DATASET):
         files = {"train": data_args.train_file, "validation": data_args.validation_file}
         raw = DatasetDict({split: load_text_file(path, split) for split, path in files.items() if path})
     elif data_args.dataset_name == BUNDLED_DATASET:

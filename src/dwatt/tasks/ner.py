@@ -18,7 +18,7 @@ from ..hub.push import push_trained_run
 from ..inference import predict_word_labels
 from ..metrics import align_predictions, logits_to_label_ids, make_ner_compute_metrics, score_tag_sequences
 from ..modeling_dwatt import DWAttForTokenClassification
-from .arguments import ModelArguments
+from .arguments import ModelArguments, uses_data_files
 from .runner import (
     backbone_features,
     check_run_arguments,
@@ -65,7 +65,7 @@ def parse_run_values(values: dict[str, Any]) -> tuple[ModelArguments, NerDataArg
 
 def load_ner_data(data_args: NerDataArguments) -> DatasetDict:
     """Raw splits with `tokens`/`ner_tags`; the label list is the training file's, before any sampling."""
-    if data_args.train_file or data_args.validation_file or data_args.test_file:
+    if uses_data_files(data_args, BUNDLED_DATASET):
         raw = load_ner_files(data_args.train_file, data_args.validation_file, data_args.test_file)
     elif data_args.dataset_name == BUNDLED_DATASET:
         raw = load_wnut16()

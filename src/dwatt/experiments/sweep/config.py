@@ -16,8 +16,8 @@ import yaml
 
 from ...data.fingerprints import data_fingerprints
 from ...protocol import METHODS, SweepSettings
-from ...tasks.arguments import ModelArguments, lora_settings_without_rank
-from ...tasks.ner import NerDataArguments
+from ...tasks.arguments import ModelArguments, lora_settings_without_rank, uses_data_files
+from ...tasks.ner import BUNDLED_DATASET, NerDataArguments
 from ...validation import ArgumentError, check_values, dataclass_choices, field_types
 from .fingerprints import backbone_fingerprint
 
@@ -214,6 +214,11 @@ def parse_sweep_config(raw: dict, source: str = "<dict>", lines: dict[str, int |
             fail(f"data.{key}", f"{data[key]} is not a file; expected a CoNLL, token<TAB>tag or JSON lines file")
     if data.get("train_file") and not (data.get("validation_file") and data.get("test_file")):
         fail("data", "a sweep needs validation_file (rates are chosen on it) and test_file with train_file")
+    try:  # the rule every run applies, said here before any run starts
+        uses_data_files(NerDataArguments(**{key: value for key, value in data.items() if value is not None}),
+                        BUNDLED_DATASET)  # fmt: skip
+    except ArgumentError as error:
+        fail("data", str(error).replace("--", "data."))
 
     regimes_raw = raw.get("regimes")
     if not isinstance(regimes_raw, dict) or not regimes_raw:

@@ -628,6 +628,24 @@ def test_resuming_a_checkpoint_made_with_other_arguments_is_refused(tiny_bert_di
     run_ner(*first)  # the same command resumes as before
 
 
+def test_rerunning_a_finished_run_keeps_its_training_metrics(tiny_bert_dir, tmp_path, caplog):
+    """The same command again (here with --do_predict added) resumed the last checkpoint with no step left and
+    overwrote train_results.json with train_loss 0.0 and a runtime of ~0 s, which the model card then showed."""
+    saving = ("--save_strategy", "steps", "--save_steps", "2")
+    run_ner(*tiny_ner(tiny_bert_dir, tmp_path / "run", *saving))
+    files = ("train_results.json", "run_arguments.json", "trainer_state.json")
+    before = {name: (tmp_path / "run" / name).read_text() for name in files}
+    assert json.loads(before["train_results.json"])["train_loss"] > 0
+    with caplog.at_level(logging.INFO, logger="dwatt.tasks.runner"):
+        rerun = run_ner(*tiny_ner(tiny_bert_dir, tmp_path / "run", *saving, "--do_predict",
+                                  "--max_predict_samples", "4"))  # fmt: skip
+    assert {name: (tmp_path / "run" / name).read_text() for name in files} == before
+    assert rerun["train_loss"] == json.loads(before["train_results.json"])["train_loss"]
+    assert json.loads((tmp_path / "run" / "all_results.json").read_text())["train_loss"] > 0
+    assert "predict_samples" in rerun
+    assert "Training was already complete" in caplog.text and "had reached step 2 of 2" in caplog.text
+
+
 def test_an_all_o_training_file_is_refused(tiny_bert_dir, tmp_path):
     train = write(tmp_path, "train.txt", "a\tO\nb\tO\n\nc\tO\n")
     args = tiny_ner(

@@ -180,3 +180,51 @@ def test_json_lines_with_pairs_numeric_labels_and_an_unlabelled_test_file(tiny_b
     assert rows[1][3] in {"2", "10"}
     config = json.loads((output_dir / "config.json").read_text())
     assert config["id2label"] == {"0": "2", "1": "10"}  # numbers sort as numbers, not as strings
+
+
+PAIRS = [
+    {"text": "a man plays guitar", "text_pair": "someone makes music", "label": "yes"},
+    {"text": "a dog sleeps", "text_pair": "a cat is running", "label": "no"},
+]
+
+
+def test_a_pair_column_missing_from_a_split_or_misspelt_is_refused(tmp_path):
+    """A misspelt --text_pair_column, or a test file without the train file's second text, classified every
+    example from its first text alone (`examples.get(...)` found nothing)."""
+    train_file = write_jsonl(tmp_path / "train.jsonl", PAIRS)
+    test_file = write_jsonl(tmp_path / "test.jsonl", [{"text": "a boy reads", "label": "yes"}])
+    message = (r"train\.jsonl: no 'hypothsis' column \(columns: \['text', 'text_pair', 'label'\]\); expected one, "
+               r"as --text_pair_column 'hypothsis' names it \(without it each example would be read from 'text' "
+               r"alone\): set --text_pair_column to the column of the second text")  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        load_classification_data(parse("--output_dir", tmp_path, "--train_file", train_file,
+                                       "--text_pair_column", "hypothsis")[1])  # fmt: skip
+    message = (
+        r"test\.jsonl: no 'text_pair' column \(columns: \['text', 'label'\]\); expected one, as .*train\.jsonl has one"
+    )
+    with pytest.raises(ValueError, match=message):
+        load_classification_data(parse("--output_dir", tmp_path, "--train_file", train_file,
+                                       "--test_file", test_file)[1])  # fmt: skip
+    single = write_jsonl(tmp_path / "single.jsonl", [{"text": "a boy reads", "label": "yes"}])
+    assert load_classification_data(parse("--output_dir", tmp_path, "--train_file", single)[1])  # no pairs: fine
+
+
+def test_truncated_examples_are_counted_per_phase_and_logged(tiny_bert_dir, tmp_path, caplog):
+    """--max_seq_length 8 cut the long texts with no count anywhere (NER counts its truncated sentences)."""
+    long, short = "the film runs far too long and says far too little", "a fine film"
+    train_file = write_csv(tmp_path / "train.csv", [(long, "neg"), (short, "pos"), (long, "neg"), (short, "pos")])
+    dev_file = write_csv(tmp_path / "dev.csv", [(long, "neg"), (short, "pos")])
+    test_file = write_csv(tmp_path / "test.csv", [(short, "pos"), (short, "pos"), (long, "neg")])
+    files = ["--train_file", train_file, "--validation_file", dev_file, "--test_file", test_file]
+    with caplog.at_level("WARNING"):
+        results = run_classification(*parse("--model_name_or_path", tiny_bert_dir, "--output_dir", tmp_path / "out",
+                                            *files, "--max_seq_length", "8", "--do_train", "--do_eval",
+                                            "--do_predict", "--max_steps", "1"))  # fmt: skip
+    assert (results["train_truncated_examples"], results["eval_truncated_examples"]) == (2, 1)
+    assert results["predict_truncated_examples"] == 1
+    for phase, count in (("train", 2), ("eval", 1), ("predict", 1)):
+        saved = json.loads((tmp_path / "out" / f"{phase}_results.json").read_text())
+        assert saved[f"{phase}_truncated_examples"] == count
+    assert ("2 of 4 train examples were cut to --max_seq_length 8 (the model reads only their first sub-words)"
+            in caplog.text)  # fmt: skip
+    assert "1 of 3 test examples were cut" in caplog.text and "1 of 2 validation examples were cut" in caplog.text

@@ -8,7 +8,7 @@ from conftest import parse_run_args
 from transformers import AutoModelForMaskedLM, AutoTokenizer, TrainingArguments
 
 from dwatt.tasks.arguments import ModelArguments
-from dwatt.tasks.mlm import MlmDataArguments, group_texts, run_mlm
+from dwatt.tasks.mlm import MlmDataArguments, group_texts, load_mlm_data, run_mlm
 
 
 def parse(*args):
@@ -78,3 +78,46 @@ def test_text_files_give_one_document_per_line_and_short_text_fails(tiny_bert_di
 
     with pytest.raises(ValueError, match="validation text is shorter than one block of 16 tokens"):
         run_mlm(*parse(*tiny, "--output_dir", tmp_path / "short", "--validation_file", validation_file, "--do_eval"))
+
+
+def test_tables_are_read_by_their_text_column_and_non_text_files_are_refused(tmp_path):
+    """`--train_file corp.tsv` was read as plain text: the header and the label column were trained on."""
+    texts = ["The river rose overnight.", "Officials said the bridge would reopen."]
+    tsv = tmp_path / "corp.tsv"
+    tsv.write_text("text\tlabel\n" + "".join(f"{text}\tnews\n" for text in texts), encoding="utf-8")
+    raw = load_mlm_data(MlmDataArguments(train_file=str(tsv), validation_split_percentage=0), seed=0)
+    assert list(raw["train"]["text"]) == texts
+    with pytest.raises(
+        ValueError, match=r"corp\.tsv: no 'body' column \(columns: \['text', 'label'\]\); set --text_column"
+    ):
+        load_mlm_data(MlmDataArguments(train_file=str(tsv), text_column="body"), seed=0)
+    ragged = tmp_path / "ragged.tsv"
+    ragged.write_text("text\tlabel\nonly one field\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"ragged\.tsv:2: found 1 field\(s\); expected 2"):
+        load_mlm_data(MlmDataArguments(train_file=str(ragged)), seed=0)
+    parquet = tmp_path / "corp.parquet"
+    parquet.write_bytes(b"PAR1")
+    with pytest.raises(ValueError, match=r"corp\.parquet: a '\.parquet' file is not text; expected plain text"):
+        load_mlm_data(MlmDataArguments(train_file=str(parquet)), seed=0)
+
+
+def test_held_out_documents_are_counted_in_the_log_and_do_not_depend_on_do_eval(tiny_bert_dir, tmp_path, caplog):
+    """--validation_split_percentage of the documents were held out, never trained on, without a word. They are
+    held out with or without --do_eval (as transformers' run_mlm does): a resumed run that added --do_eval would
+    otherwise train on other documents; --validation_split_percentage 0 trains on all of them."""
+    documents = [f"Document {i} says the river rose overnight and flooded the lower town." for i in range(20)]
+    train_file = tmp_path / "train.txt"
+    train_file.write_text("\n".join(documents) + "\n", encoding="utf-8")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    tokens = [len(tokenizer(text)["input_ids"]) for text in documents]
+    tiny = ["--model_name_or_path", tiny_bert_dir, "--train_file", train_file, "--max_seq_length", "16",
+            "--do_train", "--max_steps", "1"]  # fmt: skip
+    with caplog.at_level("INFO", logger="dwatt.tasks.mlm"):
+        held = run_mlm(*parse(*tiny, "--output_dir", tmp_path / "a", "--validation_split_percentage", "10"))
+    assert "Held out 2 of 20 training documents (--validation_split_percentage 10)" in caplog.text
+    assert held["train_samples"] < sum(tokens) // 16
+    evaluated = run_mlm(*parse(*tiny, "--output_dir", tmp_path / "b", "--validation_split_percentage", "10",
+                               "--do_eval"))  # fmt: skip
+    assert evaluated["train_samples"] == held["train_samples"]  # the same training data either way
+    every = run_mlm(*parse(*tiny, "--output_dir", tmp_path / "c", "--validation_split_percentage", "0"))
+    assert every["train_samples"] == sum(tokens) // 16

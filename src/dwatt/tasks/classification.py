@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from .runner import (
     load_model,
     record_metrics,
     train_and_save,
+    warn_truncated,
 )
 
 BUNDLED_DATASET = "pang-lee-polarity-bundled"
@@ -36,6 +37,8 @@ _FILE_BUILDERS = {
     ".json": ("json", {}),
     ".jsonl": ("json", {}),
 }
+#: The file suffixes `load_table_file` reads.
+TABLE_SUFFIXES = tuple(_FILE_BUILDERS)
 _SPLIT_FLAGS = {"train": "--do_train", "validation": "--do_eval", "test": "--do_predict"}
 
 
@@ -122,7 +125,27 @@ def load_classification_data(data_args: ClassificationDataArguments) -> tuple[Da
                 f"{sources[split]}: no {data_args.label_column!r} column (columns: {dataset.column_names}); "
                 "set --label_column"
             )
+    check_pair_column(raw, sources, data_args)
     return raw, sources
+
+
+def check_pair_column(raw: DatasetDict, sources: dict[str, str], data_args: ClassificationDataArguments) -> None:
+    """The second-text column is in every split or in none, and in every split when `--text_pair_column` names
+    another column than the default: a split without it would be classified from its first text alone."""
+    pair = data_args.text_pair_column
+    default = next(f.default for f in fields(ClassificationDataArguments) if f.name == "text_pair_column")
+    having = [split for split, dataset in raw.items() if pair in dataset.column_names]
+    if pair == default and not having:
+        return  # single texts
+    for split, dataset in raw.items():
+        if pair in dataset.column_names:
+            continue
+        reason = f"{sources[having[0]]} has one" if having else f"--text_pair_column {pair!r} names it"
+        raise ValueError(
+            f"{sources[split]}: no {pair!r} column (columns: {dataset.column_names}); expected one, as {reason} "
+            f"(without it each example would be read from {data_args.text_column!r} alone): set --text_pair_column "
+            "to the column of the second text"
+        )
 
 
 def label_strings(dataset: Dataset, label_column: str) -> list[str | None]:
@@ -233,6 +256,30 @@ def _first_n(dataset: Dataset, limit: int | None) -> Dataset:
     return dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
 
 
+def tokenize_classification_dataset(
+    raw: DatasetDict, tokenizer, data_args: ClassificationDataArguments
+) -> tuple[DatasetDict, dict[str, int]]:
+    """Each split tokenised to at most `--max_seq_length` sub-words (labels as `labels`), and per split the number
+    of examples (text, or text pair) that were longer and so cut."""
+    pair_column, max_length = data_args.text_pair_column, data_args.max_seq_length
+
+    def tokenize(examples):
+        texts, pairs = examples[data_args.text_column], examples.get(pair_column)  # checked in every split or none
+        full = tokenizer(texts, pairs, truncation=False, verbose=False)["input_ids"]
+        encoded = tokenizer(texts, pairs, truncation=True, max_length=max_length)
+        encoded["_truncated"] = [len(ids) > max_length for ids in full]
+        if data_args.label_column in examples:
+            encoded["labels"] = examples[data_args.label_column]
+        return encoded
+
+    tokenized, truncated = DatasetDict(), {}
+    for split, dataset in raw.items():  # per split: an unlabelled test split has other columns to remove
+        mapped = dataset.map(tokenize, batched=True, remove_columns=dataset.column_names, desc=split)
+        truncated[split] = sum(mapped["_truncated"])
+        tokenized[split] = mapped.remove_columns("_truncated")
+    return tokenized, truncated
+
+
 def run_classification(
     model_args: ModelArguments,
     data_args: ClassificationDataArguments,
@@ -269,23 +316,10 @@ def run_classification(
         label2id={label: index for index, label in enumerate(label_list)},
     )
 
-    def tokenize(examples):
-        pairs = examples.get(data_args.text_pair_column)
-        encoded = tokenizer(
-            examples[data_args.text_column], pairs, truncation=True, max_length=data_args.max_seq_length
-        )
-        if data_args.label_column in examples:
-            encoded["labels"] = examples[data_args.label_column]
-        return encoded
-
     with training_args.main_process_first(desc="tokenising"):
-        # Per split: an unlabelled test split has other columns to remove.
-        tokenized = DatasetDict(
-            {
-                split: dataset.map(tokenize, batched=True, remove_columns=dataset.column_names, desc=split)
-                for split, dataset in raw.items()
-            }
-        )
+        tokenized, truncated = tokenize_classification_dataset(raw, tokenizer, data_args)
+    warn_truncated(truncated, {split: len(raw[split]) for split in truncated}, data_args.max_seq_length,
+                   "examples were cut", "the model reads only their first sub-words")  # fmt: skip
 
     trainer = Trainer(
         model=model,
@@ -300,24 +334,26 @@ def run_classification(
     )
 
     with backbone_features(model_args, model):
-        return _train_evaluate_predict(trainer, model_args, data_args, raw, tokenized, label_list)
+        return _train_evaluate_predict(trainer, model_args, data_args, raw, tokenized, truncated, label_list)
 
 
-def _train_evaluate_predict(trainer, model_args, data_args, raw, tokenized, label_list) -> dict:
+def _train_evaluate_predict(trainer, model_args, data_args, raw, tokenized, truncated, label_list) -> dict:
     """The phases `--do_train`, `--do_eval` and `--do_predict` ask for; their metrics."""
     training_args = trainer.args
     results = {}
     if training_args.do_train:
-        results.update(train_and_save(trainer, model_args, data_args))
+        results.update(train_and_save(trainer, model_args, data_args, {"train_truncated_examples": truncated["train"]}))
 
     if training_args.do_eval:
         metrics = trainer.evaluate()
         metrics["eval_samples"] = len(tokenized["validation"])
+        metrics["eval_truncated_examples"] = truncated["validation"]
         results.update(record_metrics(trainer, "eval", metrics))
 
     if training_args.do_predict:
         prediction = trainer.predict(tokenized["test"], metric_key_prefix="predict")
         metrics = {**prediction.metrics, "predict_samples": len(tokenized["test"])}
+        metrics["predict_truncated_examples"] = truncated["test"]
         results.update(record_metrics(trainer, "predict", metrics))
         if trainer.is_world_process_zero():
             logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions

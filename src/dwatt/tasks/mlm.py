@@ -12,16 +12,18 @@ from datasets import Dataset, DatasetDict, load_dataset
 from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
 
 from ..data.corpora import load_lee_corpus
+from ..data.tables import check_table_file
 from ..modeling_dwatt import DWAttForMaskedLM
 from ..validation import ArgumentError
 from .arguments import ModelArguments, uses_data_files
+from .classification import TABLE_SUFFIXES, load_table_file
 from .runner import check_run_arguments, fusion_optimizer, load_model, record_metrics, train_and_save
 
 logger = logging.getLogger(__name__)
 
 BUNDLED_DATASET = "lee-corpus-bundled"
-# File suffix -> `datasets` builder; anything else is read as plain text, one document per line.
-_FILE_BUILDERS = {".csv": "csv", ".json": "json", ".jsonl": "json"}
+#: Suffixes of formats that are not text: refused rather than trained on as lines of bytes.
+_NOT_TEXT_SUFFIXES = (".arrow", ".bz2", ".gz", ".parquet", ".pdf", ".xls", ".xlsx", ".xz", ".zip", ".zst")
 
 
 @dataclass
@@ -33,11 +35,15 @@ class MlmDataArguments:
         metadata={"help": f"A Hub dataset with a text column (online), or '{BUNDLED_DATASET}' (offline default)."},
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Config of the Hub dataset."})
-    train_file: str | None = field(default=None, metadata={"help": "Plain text, one document per line."})
+    train_file: str | None = field(
+        default=None,
+        metadata={"help": "Plain text, one document per line; or CSV, TSV, JSON lines with --text_column."},
+    )
     validation_file: str | None = field(default=None, metadata={"help": "Evaluated with --do_eval."})
-    text_column: str = field(default="text", metadata={"help": "Column holding the text (CSV/JSON/Hub data)."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the text (CSV/TSV/JSON/Hub data)."})
     validation_split_percentage: int = field(
-        default=5, metadata={"help": "Percent of train held out for --do_eval when there is no validation split."}
+        default=5,
+        metadata={"help": "Percent of train held out as validation when there is none (0: train on every document)."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N blocks."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first N blocks."})
@@ -46,31 +52,54 @@ class MlmDataArguments:
 
 
 def load_text_file(path: str, split: str) -> Dataset:
-    """One text file as a Dataset; `.csv`/`.json`/`.jsonl` go through their `datasets` builders."""
+    """One text file as a Dataset. `.csv`, `.tsv`, `.json` and `.jsonl` are tables (checked, then read by
+    classification's loader; `--text_column` picks the text); anything else is plain text, one document per
+    line, except the suffixes of formats that are not text (`.parquet`, `.gz`, ...), which are refused."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    builder = _FILE_BUILDERS.get(Path(path).suffix.lower(), "text")
-    return load_dataset(builder, data_files={split: str(path)}, split=split)
+    suffix = Path(path).suffix.lower()
+    if suffix in TABLE_SUFFIXES:
+        check_table_file(path)  # bad rows named by file:line; the text column is checked by load_mlm_data
+        return load_table_file(path, split)
+    if suffix in _NOT_TEXT_SUFFIXES:
+        raise ValueError(
+            f"{path}: a {suffix!r} file is not text; expected plain text (one document per line) or a table "
+            f"({', '.join(TABLE_SUFFIXES)}) with a --text_column"
+        )
+    return load_dataset("text", data_files={split: str(path)}, split=split)
 
 
 def load_mlm_data(data_args: MlmDataArguments, seed: int) -> DatasetDict:
-    """Raw documents per split; a validation split is carved out of train when there is none."""
+    """Raw documents per split.
+
+    Without a validation split, `--validation_split_percentage` of the training documents are held out as one,
+    as transformers' `run_mlm` does, whether or not this run evaluates: the training data must not depend on an
+    evaluation flag (a resumed run that adds `--do_eval` would train on other documents). What is held out is
+    logged with its count, since those documents are not trained on; `--validation_split_percentage 0` keeps all.
+    """
+    sources = {}
     if uses_data_files(data_args, BUNDLED_DATASET):
         files = {"train": data_args.train_file, "validation": data_args.validation_file}
         raw = DatasetDict({split: load_text_file(path, split) for split, path in files.items() if path})
+        sources = {split: path for split, path in files.items() if path}
     elif data_args.dataset_name == BUNDLED_DATASET:
         raw = load_lee_corpus()
     else:
         raw = load_dataset(data_args.dataset_name, data_args.dataset_config_name)
-    if "validation" not in raw and "train" in raw and data_args.validation_split_percentage > 0:
-        held_out = raw["train"].train_test_split(test_size=data_args.validation_split_percentage / 100, seed=seed)
-        raw = DatasetDict({"train": held_out["train"], "validation": held_out["test"]})
     for split, dataset in raw.items():
         if data_args.text_column not in dataset.column_names:
             raise ValueError(
-                f"{split} data has no {data_args.text_column!r} column (columns: {dataset.column_names}); "
-                "set --text_column"
+                f"{sources.get(split, f'{split} data')}: no {data_args.text_column!r} column (columns: "
+                f"{dataset.column_names}); set --text_column"
             )
+    if "validation" not in raw and "train" in raw and data_args.validation_split_percentage > 0:
+        held_out = raw["train"].train_test_split(test_size=data_args.validation_split_percentage / 100, seed=seed)
+        logger.info(
+            "Held out %d of %d training documents (--validation_split_percentage %d) as the validation split; "
+            "they are not trained on",
+            len(held_out["test"]), len(raw["train"]), data_args.validation_split_percentage,
+        )  # fmt: skip
+        raw = DatasetDict({"train": held_out["train"], "validation": held_out["test"]})
     return raw
 
 

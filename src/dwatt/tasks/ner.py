@@ -27,6 +27,7 @@ from .runner import (
     record_metrics,
     record_run,
     train_and_save,
+    warn_truncated,
 )
 
 logger = logging.getLogger(__name__)
@@ -125,12 +126,8 @@ def run_ner(
         tokenized, truncated = tokenize_ner_dataset(
             raw, tokenizer, data_args.max_seq_length, label_all_tokens=data_args.label_all_tokens
         )
-    for split, count in truncated.items():
-        if count:
-            logger.warning(
-                "%d of %d %s sentences lost words to --max_seq_length %d (those words are not trained or scored)",
-                count, len(raw[split]), split, data_args.max_seq_length,
-            )  # fmt: skip
+    warn_truncated(truncated, {split: len(raw[split]) for split in truncated}, data_args.max_seq_length,
+                   "sentences lost words", "those words are not trained or scored")  # fmt: skip
 
     # Trainer.save_model would push its own stub card and training_args.bin: we push our card at the end.
     push_requested, training_args.push_to_hub = training_args.push_to_hub, False

@@ -203,6 +203,19 @@ def record_metrics(trainer: Trainer, split: str, metrics: dict) -> dict:
     return metrics
 
 
+def warn_truncated(
+    truncated: dict[str, int], sizes: dict[str, int], max_seq_length: int, what: str, consequence: str
+) -> None:
+    """Log, per split, how many of its examples `--max_seq_length` cut (`what`: "sentences lost words"); the
+    tasks record the same counts as `<phase>_truncated_*` in their results files."""
+    for split, count in truncated.items():
+        if count:
+            logger.warning(
+                "%d of %d %s %s to --max_seq_length %d (%s)", count, sizes[split], split, what, max_seq_length,
+                consequence,
+            )  # fmt: skip
+
+
 def check_run_arguments(training_args: TrainingArguments) -> None:
     """Refuse, before any work, a run that would do nothing (the scripts' defaults apply only with no
     arguments at all) or could not save what it trains."""
@@ -233,9 +246,29 @@ def record_run(trainer: Trainer, model_args, data_args) -> None:
         save_run_arguments(trainer.args.output_dir, model_args, data_args, trainer.args)
 
 
+def _steps_in(checkpoint: str | None) -> int | None:
+    """The optimizer steps a checkpoint had taken (its `trainer_state.json`), or None when unknown."""
+    if checkpoint is None:
+        return None
+    try:
+        return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+#: What a `Trainer.train` that resumed a finished checkpoint reports about a sitting that trained nothing.
+_METRICS_OF_THIS_SITTING = ("train_loss", "train_runtime", "train_samples_per_second", "train_steps_per_second")
+
+
 def train_and_save(trainer: Trainer, model_args, data_args, extra_metrics: dict | None = None) -> dict:
     """Train (resuming from the output folder's last complete checkpoint), then save the model, the run's
-    arguments (for its model card), the metrics and the Trainer state. Shared by every run_* script."""
+    arguments (for its model card), the metrics and the Trainer state. Shared by every run_* script.
+
+    Rerunning a finished run (the same command with `--do_predict` added, or after a kill during evaluation)
+    resumes a checkpoint that already reached the last step, and `Trainer.train` then reports a loss of 0.0
+    in no time. Nothing trained this sitting: the earlier `train_results.json`, run record and Trainer state
+    are kept (and returned), and the log says that training was already complete. A partial resume records
+    its metrics as before."""
     training_args = trainer.args
     started = time.perf_counter()
     resume_from = checkpoint_to_resume(training_args)
@@ -247,13 +280,46 @@ def train_and_save(trainer: Trainer, model_args, data_args, extra_metrics: dict 
         trainer.add_callback(MergedLoraCheckpoints())
         if resume_from is not None and load_adapters(trainer.model, resume_from):
             logger.info("Resuming the LoRA adapters saved in %s", resume_from)
+    resumed_at = _steps_in(resume_from)
     train_result = trainer.train(resume_from_checkpoint=resume_from)
     if has_lora(trainer.model):  # saved as a plain DWAtt checkpoint: no peft needed to load it
         logger.info("Merged %d LoRA adapters into the backbone", merge_lora(trainer.model))
     trainer.save_model()
+    if resumed_at is not None and trainer.state.global_step == resumed_at:
+        return _keep_earlier_training(trainer, model_args, data_args, resume_from, train_result, extra_metrics)
     record_run(trainer, model_args, data_args)
     metrics = {**train_result.metrics, "train_samples": len(trainer.train_dataset), **(extra_metrics or {})}
     metrics["train_wall_seconds"] = round(time.perf_counter() - started, 1)
     record_metrics(trainer, "train", metrics)
     trainer.save_state()
+    return metrics
+
+
+def _keep_earlier_training(trainer: Trainer, model_args, data_args, resume_from, train_result, extra_metrics) -> dict:
+    """The training metrics of a run whose last checkpoint had already finished training: the earlier ones."""
+    output_dir = Path(trainer.args.output_dir)
+    earlier = output_dir / "train_results.json"
+    logger.info(
+        "Training was already complete: %s had reached step %d of %d, so nothing was trained now; keeping the "
+        "earlier training metrics (%s) and run record",
+        resume_from, trainer.state.global_step, trainer.state.max_steps, earlier,
+    )  # fmt: skip
+    if earlier.is_file():
+        return json.loads(earlier.read_text())
+    # Killed after the last checkpoint but before the metrics were saved: what this sitting knows, without
+    # the loss and speed of a sitting that trained nothing.
+    logger.warning(
+        "%s is missing (the earlier run stopped before saving it), so its training loss and time are not recorded",
+        earlier,
+    )
+    if not (output_dir / "run_arguments.json").is_file():
+        record_run(trainer, model_args, data_args)
+    metrics = {name: value for name, value in train_result.metrics.items() if name not in _METRICS_OF_THIS_SITTING}
+    metrics = {**metrics, "train_samples": len(trainer.train_dataset), **(extra_metrics or {})}
+    record_metrics(trainer, "train", metrics)
+    if not (output_dir / "trainer_state.json").is_file():
+        history = trainer.state.log_history
+        if history and "train_loss" in history[-1]:  # this sitting's summary: a loss of 0.0 in no time
+            history.pop()
+        trainer.save_state()
     return metrics

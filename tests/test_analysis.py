@@ -222,3 +222,42 @@ def test_script_end_to_end(tiny_bert_dir, tmp_path, monkeypatch):
     assert figures == ["ablation.png", "first_k.png", "sentence_heatmaps.png", "type_profiles.png"]
     assert all((output / name).stat().st_size < 300_000 for name in figures)
     assert all(f"]({name})" in report for name in figures)  # every figure is shown in the report
+
+
+def test_words_past_max_seq_length_are_counted_in_the_report_and_the_log(tiny_bert_dir, tmp_path, caplog):
+    """Before: `dwatt analyze --max_seq_length 16` on 4 sentences of 32 words said "4 sentences, 56 words" and
+    nothing of the 72 words cut; and the report said "(1,000 resamples)" whatever --bootstrap_samples was."""
+    import logging
+
+    from transformers import AutoTokenizer
+
+    from dwatt.experiments.analysis.run import AnalysisArguments, run_analysis
+
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    checkpoint = tmp_path / "tiny-dwatt"
+    DWAttForTokenClassification.from_backbone(
+        str(tiny_bert_dir), num_labels=len(labels), id2label=dict(enumerate(labels))
+    ).save_pretrained(checkpoint)
+    words = ["John", "lives", "in", "Paris"] * 8  # one sub-word each
+    tags = ["B-PER", "O", "O", "B-LOC"] * 8
+    sentences = [words] * 3 + [words[:8]]  # three long sentences and a short one
+    data = tmp_path / "long.txt"
+    data.write_text("\n\n".join("\n".join(f"{w}\t{t}" for w, t in zip(s, tags, strict=False)) for s in sentences))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    kept = [len({w for w in tokenizer(s, is_split_into_words=True, truncation=True, max_length=16).word_ids()
+                 if w is not None}) for s in sentences]  # fmt: skip
+    assert kept == [14, 14, 14, 8]
+    args = AnalysisArguments(model_name_or_path=str(checkpoint), data_file=str(data), max_seq_length=16,
+                             output_dir=str(tmp_path / "out"), timing_sentences=0, bootstrap_samples=37,
+                             num_heatmaps=1)  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="dwatt.experiments.analysis.probes"):
+        result, report = run_analysis(args, "dwatt analyze")
+    assert (result.words_truncated, result.sentences_truncated, len(result.words.words)) == (54, 3, 50)
+    note = (
+        "54 of 104 words were not scored: past max_seq_length 16 sub-words, cut from the end of 3 of 4 sentences (F1, "
+        "ablation, first-k and weights are over the other 50 words); raise --max_seq_length to score them"
+    )
+    assert [r.getMessage() for r in caplog.records if r.name == "dwatt.experiments.analysis.probes"] == [note]
+    text = report.read_text()
+    assert "on 4 sentences, 50 words." in text and f"**Not all words scored:** {note}." in text
+    assert "(37 resamples)" in text and "1,000" not in text

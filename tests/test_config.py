@@ -167,3 +167,52 @@ def test_what_the_config_takes_from_its_backbone_and_labels():
     sdpa = BertConfig(num_hidden_layers=2, hidden_size=8, num_attention_heads=2, attn_implementation="sdpa")
     assert DWAttConfig(backbone_config=sdpa).backbone_config._attn_implementation == "sdpa"
     assert DWAttConfig(num_labels=1).num_labels == 1
+
+
+def test_a_knob_the_fusion_does_not_use_is_named_in_a_warning(caplog):
+    """Row 85's Python form. Before: `DWAttConfig(fusion="last", dwatt_pos_dim=64, fusion_layers=[0, 1])` saved both
+    knobs and ignored them, without a word. A config warns (the CLI refuses); a saved config is read without one."""
+    import logging
+
+    def warnings_of(**kwargs):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dwatt.configuration_dwatt"):
+            config = DWAttConfig(**kwargs)
+        return config, [r.getMessage() for r in caplog.records if r.name == "dwatt.configuration_dwatt"]
+
+    config, messages = warnings_of(backbone_config=tiny_backbone_config(), fusion="last", dwatt_pos_dim=64,
+                                   fusion_layers=[0, 1])  # fmt: skip
+    assert messages == [
+        "DWAttConfig: fusion_layers=[0, 1], dwatt_pos_dim=64 not used by fusion='last' (saved in the config and "
+        "ignored); 'last' reads only: fusion_init"
+    ]
+    _, messages = warnings_of(backbone_config=tiny_backbone_config(), fusion="mean", dwatt_scale="none",
+                              fusion_layer_norm=True)  # fmt: skip
+    assert messages == [
+        "DWAttConfig: dwatt_scale='none' not used by fusion='mean' (saved in the config and ignored); 'mean' reads "
+        "only: fusion_layers, fusion_layer_norm, fusion_dropout"
+    ]
+    _, messages = warnings_of(**config.to_dict())  # a saved config (written before this warning, or with it): quiet
+    assert messages == []
+    quiet = [
+        {"fusion": fusion}
+        for fusion in FUSIONS  # every default
+    ] + [
+        {"fusion": "last", "fusion_init": "identity", "classifier_dropout": 0.2},
+        {"fusion": "deeper", "dwatt_pos_dim": 64, "fusion_layers": [0, 2], "deeper_num_layers": 1},
+        {"fusion": "dwatt", "dwatt_pos_dim": 8, "fusion_layer_norm": False},  # False is what None gives for BERT
+        {"fusion": "dwatt", "fusion_layer_norm": True, "backbone_config": tiny_backbone_config("modernbert")},
+    ]
+    for kwargs in quiet:
+        _, messages = warnings_of(**{"backbone_config": tiny_backbone_config(), **kwargs})
+        assert messages == [], kwargs
+
+
+def test_the_configs_knob_table_is_the_catalogues():
+    """The hub file cannot import `dwatt.fusions`: its copy of which fusion reads which knob must agree."""
+    from dwatt.configuration_dwatt import FUSION_KNOBS
+    from dwatt.fusions import SHARED_KNOBS, knobs_used
+
+    assert set(FUSION_KNOBS) == set(FUSIONS)
+    for fusion in FUSIONS:
+        assert {*FUSION_KNOBS[fusion], *SHARED_KNOBS} == knobs_used(fusion), fusion

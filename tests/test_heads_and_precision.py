@@ -162,3 +162,34 @@ def test_loading_in_half_precision_keeps_the_fusion_in_float32(fusion, half, tmp
     if fusion_dtypes and expected.fusion_weights is not None:  # `mean` has no parameters to keep
         assert got.fusion_weights.dtype == torch.float32
         torch.testing.assert_close(got.fusion_weights, expected.fusion_weights, rtol=0, atol=1e-2)
+
+
+@pytest.mark.parametrize("option", ["dtype", "torch_dtype"])
+@pytest.mark.parametrize("fusion", ["dwatt", "concat", "mean", "deeper"])
+def test_from_backbone_in_half_precision_loads_as_from_pretrained_does(fusion, option, tiny_bert_dir, tmp_path):
+    """Before: `from_backbone(path, dtype=torch.bfloat16)` sent dtype to DWAttConfig, so the whole model stayed in
+    float32 and config.json said bfloat16. Now the backbone loads in bf16, the head (and the deeper layers) follow it,
+    the fusion stays in float32 as under from_pretrained(dtype=...), and the output is close to the float32 model's."""
+    half = torch.bfloat16
+    torch.manual_seed(0)
+    reference = DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), fusion=fusion, num_labels=3)
+    torch.manual_seed(0)
+    model = DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), fusion=fusion, num_labels=3,
+                                                      **{option: half})  # fmt: skip
+    assert {p.dtype for p in model.dwatt.backbone.parameters()} == {half}
+    assert model.classifier.weight.dtype == half
+    fusion_dtypes = {p.dtype for p in model.dwatt.fusion.parameters()} if model.dwatt.fusion is not None else set()
+    assert fusion_dtypes <= {torch.float32}
+    if model.dwatt.deeper is not None:
+        assert {p.dtype for p in model.dwatt.deeper.parameters()} == {half}
+    assert model.config.dtype == half and "torch_dtype" not in model.config.to_diff_dict()
+    inputs = {"input_ids": torch.randint(4, VOCAB, (2, 7), generator=torch.Generator().manual_seed(3))}
+    with torch.no_grad():
+        expected, got = reference(**inputs).logits.double(), model(**inputs).logits
+    assert got.dtype == half
+    scale = expected.abs().max().item()
+    torch.testing.assert_close(got.double(), expected, rtol=0, atol=0.05 * scale)
+    model.save_pretrained(tmp_path)
+    loaded = DWAttForTokenClassification.from_pretrained(tmp_path)  # config.json's dtype is what was saved
+    assert loaded.classifier.weight.dtype == half
+    assert fusion_dtypes == ({p.dtype for p in loaded.dwatt.fusion.parameters()} if fusion_dtypes else set())

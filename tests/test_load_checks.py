@@ -291,3 +291,39 @@ def test_save_pretrained_writes_the_backbones_tokenizer_once_and_on_the_main_pro
     assert (kept / "tokenizer_config.json").read_text() == '{"written": "by the Trainer"}'
     model.save_pretrained(tmp_path / "sharded", max_shard_size="50KB")  # options reach transformers' save
     assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+
+
+def test_from_backbone_sends_loading_options_to_the_backbone_and_never_saves_them(tiny_bert_dir, tmp_path,
+                                                                                  monkeypatch):  # fmt: skip
+    """Before: every keyword outside `backbone_kwargs` went to DWAttConfig, so `revision="v2"`, `cache_dir`,
+    `local_files_only`, `trust_remote_code` did not reach the backbone and were written into config.json."""
+    import json
+
+    from dwatt import modeling_dwatt
+
+    seen, real = [], modeling_dwatt.AutoModel.from_pretrained
+
+    def from_pretrained(path, **kwargs):
+        seen.append(kwargs)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(modeling_dwatt.AutoModel, "from_pretrained", from_pretrained)
+    options = {"revision": "v2", "cache_dir": str(tmp_path / "cache"), "local_files_only": True, "token": None,
+               "trust_remote_code": False, "attn_implementation": "eager"}  # fmt: skip
+    model = DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), num_labels=3, fusion_init="identity",
+                                                      backbone_kwargs={"revision": "v2"}, **options)  # fmt: skip
+    assert seen == [{"use_safetensors": True, **options}]
+    assert model.config.fusion_init == "identity" and model.dwatt.backbone.config._attn_implementation == "eager"
+    model.save_pretrained(tmp_path / "saved")
+    saved = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert not {"revision", "cache_dir", "local_files_only", "token", "trust_remote_code"} & set(saved)
+    with pytest.raises(ValueError) as error:
+        DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), revision="v2", backbone_kwargs={"revision": "v1"})
+    assert str(error.value) == (
+        "from_backbone got revision='v2' and backbone_kwargs['revision']='v1'; expected one value"
+    )
+    with pytest.raises(ValueError, match="^from_backbone does not take device_map: a from_pretrained option it"):
+        DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), device_map="cpu")
+    with pytest.raises(ValueError, match="^DWAttConfig got an unknown argument 'fusion_layer'; did you mean"):
+        DWAttForTokenClassification.from_backbone(str(tiny_bert_dir), fusion_layer=[1])  # still refused
+    assert len(seen) == 2  # the two refusals above come before any loading; the misspelling after it

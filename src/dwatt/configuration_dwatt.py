@@ -7,6 +7,7 @@ imports only the standard library and transformers.
 from __future__ import annotations
 
 import difflib
+import logging
 
 from transformers import AutoConfig, PretrainedConfig
 
@@ -23,6 +24,21 @@ FUSIONS_OF_RAW_STATES = ("concat", "scalar_mix", "mean")
 # every layer's output and are not listed.
 PRE_LN_MODEL_TYPES = ("modernbert", "eurobert", "neobert", "gpt2", "llama", "mistral", "qwen2", "qwen3", "gemma",
                       "gemma2", "gemma3", "gemma3_text", "phi3", "olmo", "olmo2")  # fmt: skip
+
+# The knobs each fusion reads, besides `fusion` and `classifier_dropout` (every head's). Any other knob set away from
+# its default is saved and ignored, so a new config warns about it. The same table as `dwatt.fusions.knobs_used`
+# (which this hub file cannot import); tests/test_config.py checks that they agree. `deeper` reads DWAtt's sizing
+# knobs: it matches its parameter count to the DWAtt they would build.
+FUSION_KNOBS = {
+    "last": ("fusion_init",),
+    "deeper": ("deeper_num_layers", "deeper_intermediate_size", "fusion_layers", "dwatt_pos_dim", "dwatt_query_ratio",
+               "dwatt_value_ratio"),
+    "concat": ("fusion_layers", "fusion_layer_norm", "fusion_dropout", "fusion_init"),
+    "scalar_mix": ("fusion_layers", "fusion_layer_norm", "scalar_mix_layer_norm", "fusion_dropout"),
+    "mean": ("fusion_layers", "fusion_layer_norm", "fusion_dropout"),
+    "dwatt": ("fusion_layers", "dwatt_scale", "dwatt_pos_dim", "dwatt_query_ratio", "dwatt_value_ratio",
+              "dwatt_recompute_values", "fusion_dropout", "fusion_init"),
+}  # fmt: skip
 
 # Written into every saved config so any Auto class opens any checkpoint, whichever head saved it.
 DWATT_AUTO_MAP = {
@@ -66,6 +82,19 @@ def _refuse_misspelled(kwargs: dict) -> None:
         close = difflib.get_close_matches(name, OWN_FIELDS, n=1, cutoff=0.8)
         if close:
             raise ValueError(f"DWAttConfig got an unknown argument {name!r}; did you mean {close[0]!r}?")
+
+
+def _warn_unused_knobs(fusion: str, given: dict, defaults: dict) -> None:
+    """Knobs set away from their default that `fusion` does not read would be saved in the config and ignored:
+    named in a warning (the command line refuses them; a config is not refused, as transformers' configs are not)."""
+    unused = {name: value for name, value in given.items()
+              if name not in FUSION_KNOBS[fusion] and value != defaults[name]}  # fmt: skip
+    if unused:
+        shown = ", ".join(f"{name}={value!r}" for name, value in unused.items())
+        logging.getLogger(__name__).warning(
+            "DWAttConfig: %s not used by fusion=%r (saved in the config and ignored); %r reads only: %s",
+            shown, fusion, fusion, ", ".join(FUSION_KNOBS[fusion]) or "none of the fusion knobs",
+        )  # fmt: skip
 
 
 def resolve_fusion_layers(fusion_layers, num_hidden_layers: int) -> list[int]:
@@ -225,6 +254,7 @@ class DWAttConfig(PretrainedConfig):
         ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"DWAttConfig.{field}={value!r} is not valid; expected None or a positive integer")
+        given_layer_norm = fusion_layer_norm
         fusion_layer_norm = _resolve_fusion_layer_norm(
             fusion_layer_norm, scalar_mix_layer_norm, fusion, backbone_config, saved="transformers_version" in kwargs
         )
@@ -245,6 +275,19 @@ class DWAttConfig(PretrainedConfig):
                 f"DWAttConfig.initializer_range={initializer_range!r} is not valid; expected a positive std"
             )
         _refuse_misspelled(kwargs)
+        if "transformers_version" not in kwargs:  # a new config (a saved one was checked when it was made)
+            _warn_unused_knobs(
+                fusion,
+                {"fusion_layers": fusion_layers, "dwatt_pos_dim": dwatt_pos_dim, "dwatt_query_ratio": dwatt_query_ratio,
+                 "dwatt_value_ratio": dwatt_value_ratio, "dwatt_scale": dwatt_scale,
+                 "dwatt_recompute_values": dwatt_recompute_values, "fusion_dropout": fusion_dropout,
+                 "fusion_init": fusion_init, "fusion_layer_norm": given_layer_norm,
+                 "scalar_mix_layer_norm": scalar_mix_layer_norm, "deeper_num_layers": deeper_num_layers,
+                 "deeper_intermediate_size": deeper_intermediate_size},
+                # fusion_layer_norm=None is its default; an explicit value equal to what None resolves to is too
+                {**_INIT_DEFAULTS, "fusion_layer_norm": given_layer_norm if given_layer_norm is None
+                 else is_pre_ln(backbone_config)},
+            )  # fmt: skip
 
         self.backbone_config = backbone_config
         self.fusion = fusion
@@ -299,6 +342,8 @@ _init = DWAttConfig.__init__
 while hasattr(_init, "__wrapped__"):
     _init = _init.__wrapped__
 OWN_FIELDS = _init.__code__.co_varnames[1 : _init.__code__.co_argcount]
+# Their defaults, for the unused-knob warning (the positional defaults line up with the last arguments).
+_INIT_DEFAULTS = dict(zip(OWN_FIELDS[len(OWN_FIELDS) - len(_init.__defaults__) :], _init.__defaults__))
 del _init
 
 __all__ = ["DWAttConfig"]

@@ -162,8 +162,8 @@ def _backbone_tokenizer(name_or_path: str, backbone_kwargs: dict):
     """
     from transformers.utils import cached_file
 
-    hub_kwargs = {key: backbone_kwargs[key] for key in ("revision", "token", "cache_dir", "local_files_only")
-                  if key in backbone_kwargs}  # fmt: skip
+    hub_kwargs = {key: backbone_kwargs[key] for key in ("revision", "token", "cache_dir", "local_files_only",
+                  "subfolder", "force_download", "proxies") if key in backbone_kwargs}  # fmt: skip
     try:
         found = cached_file(name_or_path, "tokenizer_config.json", _raise_exceptions_for_missing_entries=False,
                             **hub_kwargs)  # fmt: skip
@@ -597,21 +597,77 @@ class DWAttPreTrainedModel(PreTrainedModel):
             init.zeros_(module.scalar_logits)  # a uniform mix, as AllenNLP's default
             init.ones_(module.gamma)
 
+    # Options of `from_pretrained` that say how to read the backbone (its files and its precision), not what to
+    # build: `from_backbone` hands them to the backbone's `from_pretrained` (and the Hub ones to its tokenizer's),
+    # never to the config, where they would be saved and not act.
+    BACKBONE_LOADING_KWARGS = (
+        "dtype",
+        "torch_dtype",
+        "attn_implementation",
+        "revision",
+        "cache_dir",
+        "local_files_only",
+        "token",
+        "trust_remote_code",
+        "subfolder",
+        "force_download",
+        "proxies",
+        "use_safetensors",
+        "variant",
+        "weights_only",
+    )
+    # Options of `from_pretrained` that `from_backbone` cannot honour: refused rather than saved in the config.
+    REFUSED_BY_FROM_BACKBONE = (
+        "device_map",
+        "max_memory",
+        "offload_folder",
+        "quantization_config",
+        "low_cpu_mem_usage",
+        "ignore_mismatched_sizes",
+        "output_loading_info",
+        "state_dict",
+    )
+
     @classmethod
     def from_backbone(
         cls, name_or_path: str, fusion: str = "dwatt", backbone_kwargs: dict | None = None, **config_kwargs
     ):
         """Build a DWAtt model around pretrained encoder weights (a Hub id or a local folder).
 
-        `backbone_kwargs` go to `AutoModel.from_pretrained` (e.g. `revision`, `dtype`,
-        `attn_implementation`); the other keyword arguments to `DWAttConfig`. The backbone's weights are
-        kept bit-identical; only the fusion and the head are newly initialised. The model is returned in eval
-        mode, as `from_pretrained` returns one (the Trainer switches to training mode). The backbone's tokenizer,
-        where it has one, is kept with the model and written by `save_pretrained` next to the weights, so the
-        saved folder works with `AutoTokenizer` and `pipeline` as it is.
+        The loading options of `from_pretrained` (`dtype`, `revision`, `cache_dir`, `local_files_only`, `token`,
+        `trust_remote_code`, `subfolder`, `attn_implementation`, ...; `BACKBONE_LOADING_KWARGS`) go to
+        `AutoModel.from_pretrained` of the backbone (the Hub ones to its tokenizer too), given here or in
+        `backbone_kwargs`; the other keyword arguments to `DWAttConfig`. With `dtype`, the head and the fusion follow
+        the backbone's dtype as `from_pretrained` of a DWAtt checkpoint loads them: under float16/bfloat16 the fusion
+        stays in float32. The backbone's weights are kept bit-identical; only the fusion and the head are newly
+        initialised. The model is returned in eval mode, as `from_pretrained` returns one (the Trainer switches to
+        training mode). The backbone's tokenizer, where it has one, is kept with the model and written by
+        `save_pretrained` next to the weights, so the saved folder works with `AutoTokenizer` and `pipeline` as it is.
         """
+        backbone_kwargs = dict(backbone_kwargs or {})
+        refused = [name for name in cls.REFUSED_BY_FROM_BACKBONE if name in config_kwargs or name in backbone_kwargs]
+        if refused:
+            raise ValueError(
+                f"from_backbone does not take {', '.join(refused)}: a from_pretrained option it cannot apply to the "
+                "new model; expected only loading options for the backbone "
+                f"({', '.join(cls.BACKBONE_LOADING_KWARGS)}) and DWAttConfig fields. Place or quantise the model "
+                "after building it (.to(device)), or save it and load it with from_pretrained"
+            )
+        for name in cls.BACKBONE_LOADING_KWARGS:
+            if name not in config_kwargs:
+                continue
+            value = config_kwargs.pop(name)
+            if name in backbone_kwargs and backbone_kwargs[name] != value:
+                raise ValueError(
+                    f"from_backbone got {name}={value!r} and backbone_kwargs[{name!r}]={backbone_kwargs[name]!r}; "
+                    "expected one value"
+                )
+            backbone_kwargs[name] = value
+        if backbone_kwargs.get("dtype") is not None and backbone_kwargs.get("torch_dtype") is not None:
+            raise ValueError("from_backbone got both dtype and torch_dtype; expected dtype only (torch_dtype is its "
+                             "older name)")  # fmt: skip
         # Weights through safetensors only, unless the caller opts out (a pickle can run code when read).
-        backbone = AutoModel.from_pretrained(name_or_path, **{"use_safetensors": True, **(backbone_kwargs or {})})
+        backbone = AutoModel.from_pretrained(name_or_path, **{"use_safetensors": True, **backbone_kwargs})
         if isinstance(backbone, DWAttPreTrainedModel):
             raise ValueError(
                 f"{name_or_path!r} is already a DWAtt checkpoint; load it with {cls.__name__}.from_pretrained instead"
@@ -619,8 +675,34 @@ class DWAttPreTrainedModel(PreTrainedModel):
         config = DWAttConfig(backbone_config=backbone.config, fusion=fusion, **config_kwargs)
         model = cls(config, backbone=backbone)
         model.tie_weights()
-        model.backbone_tokenizer = _backbone_tokenizer(name_or_path, backbone_kwargs or {})
+        if backbone_kwargs.get("dtype", backbone_kwargs.get("torch_dtype")) is not None:
+            model._follow_backbone_dtype()
+        model.backbone_tokenizer = _backbone_tokenizer(name_or_path, backbone_kwargs)
         return model.eval()  # as from_pretrained returns it: no dropout until training switches it on
+
+    def _follow_backbone_dtype(self) -> None:
+        """Put the new weights (fusion, deeper layers, head) in the dtype the backbone was loaded in, as
+        `from_pretrained(dtype=...)` of a DWAtt checkpoint does: under float16/bfloat16 the modules of
+        `_keep_in_fp32_modules_strict` (the fusion) stay in float32. The backbone's own weights are left as loaded."""
+        dtype = getattr(self.base_model.backbone.config, "dtype", None)
+        if not isinstance(dtype, torch.dtype):  # e.g. a string from an older transformers
+            dtype = getattr(torch, str(dtype).replace("torch.", ""), None) if dtype is not None else None
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            return
+        keep = (self._keep_in_fp32_modules_strict or ()) if dtype in (torch.float16, torch.bfloat16) else ()
+        backbone_tensors = {id(t) for t in self.base_model.backbone.parameters()}
+        backbone_tensors |= {id(t) for t in self.base_model.backbone.buffers()}
+        for name, module in self.named_modules():
+            target = torch.float32 if any(f".{part}." in f".{name}." for part in keep) else dtype
+            for tensors in (module._parameters, module._buffers):
+                for key, tensor in tensors.items():
+                    if tensor is None or id(tensor) in backbone_tensors or not tensor.is_floating_point():
+                        continue
+                    if isinstance(tensor, nn.Parameter):
+                        tensor.data = tensor.data.to(target)
+                    else:
+                        tensors[key] = tensor.to(target)
+        self.config.dtype = dtype
 
     def save_pretrained(self, save_directory, is_main_process=True, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`; a model built by `from_backbone` also writes the backbone's

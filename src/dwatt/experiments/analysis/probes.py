@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -12,9 +13,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...data.tokenization import LABEL_PAD_ID, make_token_collator, tokenize_and_align_labels
+from ...data.tokenization import (
+    LABEL_PAD_ID,
+    NUM_WORDS_TRUNCATED_COLUMN,
+    make_token_collator,
+    tokenize_and_align_labels,
+)
 from ...metrics import compute_ner_metrics
 from ..stats import entity_type_of, f1_from_counts, paired_bootstrap_interval, sentence_entity_counts
+
+logger = logging.getLogger(__name__)
 
 #: Name of the unmodified model among the conditions of a `LayerAnalysis`.
 FULL = "full"
@@ -170,6 +178,8 @@ class EncodedBatch:
     word_ids: list[list[int | None]]  # per sentence, unpadded
     offsets: list[int]  # per sentence: position of its first token in the padded row (left padding)
     sentences: list[int]  # dataset row of each sentence
+    # per sentence: words past `max_seq_length`, cut from the end and not scored
+    words_truncated: list[int] = field(default_factory=list)
 
 
 def encode_batches(
@@ -178,7 +188,8 @@ def encode_batches(
     """Tokenise a NER dataset (``tokens``, ``ner_tags``) into model batches, labels mapped to `label_list`.
 
     Sentences are batched in order of length, so little compute goes to padding (half of it on tweets in
-    file order); `EncodedBatch.sentences` maps rows back to the dataset.
+    file order); `EncodedBatch.sentences` maps rows back to the dataset. Words past `max_seq_length` sub-words are
+    cut from the end of their sentence and not scored: `EncodedBatch.words_truncated` counts them per sentence.
     """
     names = dataset.features["ner_tags"].feature.names
     model_id = {label: index for index, label in enumerate(label_list)}
@@ -199,7 +210,8 @@ def encode_batches(
         labels = padded.pop("labels")
         word_ids = [encoding.word_ids(batch_index=row) for row in rows]
         offsets = [labels.shape[1] - len(ids) if left else 0 for ids in word_ids]
-        batches.append(EncodedBatch(dict(padded), labels, word_ids, offsets, rows))
+        truncated = [int(encoding[NUM_WORDS_TRUNCATED_COLUMN][row]) for row in rows]
+        batches.append(EncodedBatch(dict(padded), labels, word_ids, offsets, rows, truncated))
     return batches
 
 
@@ -242,6 +254,10 @@ class LayerAnalysis:
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # ΔF1 vs full, 95% paired bootstrap
     timing: TimingResult | None = None
     weighted: str = ""  # what the fusion weights multiply, in words (normalised states or raw ones)
+    words_truncated: int = 0  # words past max_seq_length, cut from the end of their sentence: not scored
+    sentences_truncated: int = 0  # sentences that lost words so
+    max_seq_length: int | None = None
+    bootstrap_samples: int = 0  # resamples behind `intervals`
 
     @property
     def ablated_layers(self) -> list[int]:
@@ -318,7 +334,9 @@ def analyze_layers(
     predicted_ids: dict[str, dict[int, np.ndarray]] = {name: {} for name in [*masks, *map(first_k_name, prefixes)]}
     gold_ids: dict[int, np.ndarray] = {}
     columns: dict[str, list] = {name: [] for name in ("sentence", "position", "words", "gold", "predicted", "weights")}
+    truncated_by_row: dict[int, int] = {}
     for batch in encode_batches(dataset, tokenizer, label_list, batch_size, max_seq_length):
+        truncated_by_row.update((row, count) for row, count in zip(batch.sentences, batch.words_truncated) if count)
         inputs = {name: tensor.to(device) for name, tensor in batch.inputs.items()}
         attention_mask = inputs.get("attention_mask")
         logits, full_weights = {}, None
@@ -406,11 +424,30 @@ def analyze_layers(
         entity_counts=counts,
         first_k_from_full_pass=bool(prefixes) and bool(prefix_is_exact),
         weighted=weighted_states(model.config),
+        words_truncated=sum(truncated_by_row.values()),
+        sentences_truncated=len(truncated_by_row),
+        max_seq_length=max_seq_length,
+        bootstrap_samples=bootstrap_samples,
     )
+    if result.words_truncated:
+        logger.warning("%s", truncation_note(result))
     for name in metrics:
         if name != FULL and bootstrap_samples:
             result.intervals[name] = paired_bootstrap_interval(counts[name], counts[FULL], bootstrap_samples, seed)
     return result
+
+
+def truncation_note(result: LayerAnalysis) -> str:
+    """What `max_seq_length` cut from the scoring, in words; empty when nothing was cut."""
+    if not result.words_truncated:
+        return ""
+    scored = len(result.words.words)
+    return (
+        f"{result.words_truncated} of {scored + result.words_truncated} words were not scored: past max_seq_length "
+        f"{result.max_seq_length} sub-words, cut from the end of {result.sentences_truncated} of "
+        f"{len(result.gold_tags)} sentences (F1, ablation, first-k and weights are over the other {scored} words); "
+        "raise --max_seq_length to score them"
+    )
 
 
 @dataclass

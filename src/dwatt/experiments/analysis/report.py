@@ -10,7 +10,7 @@ import numpy as np
 
 from ..stats import spearman
 from .plots import plot_ablation, plot_first_k, plot_sentence_heatmaps, plot_type_profiles
-from .probes import FULL, LayerAnalysis, first_k_name
+from .probes import FULL, LayerAnalysis, first_k_name, truncation_note
 from .profiles import AblationRow, Profile, ablation_rows, correctness_profiles, pick_heatmap_sentences, type_profiles
 
 
@@ -35,6 +35,13 @@ def _weights_table(profiles: Sequence[Profile], layer_indices: Sequence[int], fi
         cells = [f"**{value:.3f}**" if i == peak else f"{value:.3f}" for i, value in enumerate(profile.mean)]
         lines.append(f"| {profile.name} | {profile.count} | " + " | ".join(cells) + f" | {layer_indices[peak]} |")
     return lines
+
+
+def _intervals_said(bootstrap_samples: int) -> str:
+    """How the report's intervals were made, with the real number of resamples."""
+    if not bootstrap_samples:
+        return "No intervals (`--bootstrap_samples 0`)."
+    return f"Intervals are 95% paired bootstrap intervals over sentences ({bootstrap_samples:,} resamples)."
 
 
 def _layer_list(layers: Sequence[int]) -> str:
@@ -158,6 +165,8 @@ def write_report(
         f"Full model: entity F1 **{full['f1']:.4f}** (precision {full['precision']:.4f}, recall "
         f"{full['recall']:.4f}) on {len(result.gold_tags)} sentences, {len(result.words.words)} words."
     )
+    if result.words_truncated:
+        lines.append(f"**Not all words scored:** {truncation_note(result)}.")
     has_weights = result.words.weights is not None
     profiles = type_profiles(result) if has_weights else []
     correctness = correctness_profiles(result) if has_weights else []
@@ -195,7 +204,7 @@ def write_report(
             "Each fused layer is masked out in turn (`fusion_layer_mask`; the other weights renormalise) and the "
             "test set is scored again. *Mass* is the layer's mean weight over the words that are or are predicted "
             "to be (part of) an entity, the words entity F1 is decided on (over all words in the next column). "
-            "Intervals are 95% paired bootstrap intervals over sentences (1,000 resamples). Rule: mass and F1 drop "
+            f"{_intervals_said(result.bootstrap_samples)} Rule: mass and F1 drop "
             f"are each ranked (1 = largest); where the ranks differ by {max(2, math.ceil(len(rows) / 3))} or more "
             "(a third of the layers), the layer is flagged."
         )

@@ -311,3 +311,20 @@ def test_a_run_with_train_results_but_no_recorded_step_is_trained(run_dir, tmp_p
     shutil.copytree(run_dir, folder)
     (folder / "trainer_state.json").unlink()
     assert not headline(render_model_card(folder, REPO_ID)).startswith("**Not fine-tuned**")
+
+
+def test_the_card_says_english_only_for_data_known_to_be_english(run_dir, tmp_path):  # noqa: F811
+    """Every card said `language: en` and "English", whatever the data; now the bundled WNUT-16 is English, a Hub
+    dataset or the user's files leave the field out (and say how to state it), and a given code is kept."""
+    from dwatt.hub.card import render_model_card
+
+    assert render_model_card(run_dir, REPO_ID).data.language == "en"  # the bundled WNUT-16 tweets
+    other = copied_run(run_dir, tmp_path, dataset_name="someone/german-ner")
+    unknown = render_model_card(other, REPO_ID)
+    assert unknown.data.language is None and "language:" not in unknown.content.split("---")[1]
+    assert (
+        f"- **Language:** {NOT_RECORDED} (the run's data do not say; `dwatt push --language <code>` states it), uncased"
+        in unknown.text
+    )
+    given = render_model_card(other, REPO_ID, language="de")
+    assert given.data.language == "de" and "- **Language:** `de`, uncased" in given.text

@@ -550,3 +550,66 @@ def test_save_pretrained_with_push_to_hub_uploads_the_backbones_tokenizer(tiny_b
     (uploaded,) = committed(hub_mocks.create_commit)
     assert {"config.json", "model.safetensors", "tokenizer_config.json", "tokenizer.json"} <= set(uploaded)
     assert set(uploaded) == {path.name for path in (tmp_path / "pushed").iterdir()}
+
+
+@pytest.mark.parametrize("architecture", ["DWAttForSequenceClassification", "DWAttForMaskedLM"])
+def test_push_refuses_a_run_that_is_not_a_token_classifier(run_dir, tmp_path, hub_mocks, architecture):
+    """The card (pipeline tag token-classification, entity scores, an AutoModelForTokenClassification snippet) and
+    the serving files are a NER model's: a sentence classifier's or a masked LM's run was pushed under them."""
+    folder = tmp_path / "run"
+    shutil.copytree(run_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    _write_json(folder / "config.json", {**config, "architectures": [architecture]})
+    with pytest.raises(ValueError) as error:
+        push_run(folder, REPO_ID, dry_run=True, export_dir=tmp_path / "export")
+    assert str(error.value) == (
+        f"{folder / 'config.json'}: architectures ['{architecture}']; expected a token classifier (a checkpoint "
+        "written by `dwatt ner`); `dwatt push` publishes NER runs only (its model card, usage snippet and serving "
+        "files are a token classifier's)"
+    )
+    assert not (tmp_path / "export").exists()  # nothing written
+    hub_mocks.create_commit.assert_not_called()
+
+
+def test_push_takes_the_cards_language_and_refuses_a_language_name(run_dir, tmp_path, hub_mocks, capsys):
+    from dwatt.cli import main
+
+    main(["push", str(run_dir), "--repo_id", REPO_ID, "--dry_run", "--export_dir", str(tmp_path / "x"),
+          "--language", "pt-BR"])  # fmt: skip
+    card = ModelCard.load(tmp_path / "x" / "README.md")
+    assert card.data.language == "pt-BR" and "- **Language:** `pt-BR`, uncased" in card.text
+    with pytest.raises(SystemExit) as exit:
+        main(["push", str(run_dir), "--repo_id", REPO_ID, "--dry_run", "--export_dir", str(tmp_path / "y"),
+              "--language", "English"])  # fmt: skip
+    assert exit.value.code == 2
+    assert "--language 'English': expected an ISO 639 language code such as en, de or pt-BR" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()
+
+
+def test_the_pushed_handler_and_layer_map_cover_every_word_of_a_long_text(run_dir, tmp_path):
+    """The tiny model takes 64 positions (and its tokenizer says so): 300 words are several windows. The endpoint's
+    entities and layer map covered the first window only before; now every word is mapped and tagged."""
+    export = export_push_ready(run_dir, tmp_path / "export", repo_id=REPO_ID, figure=False).folder
+    tokenizer_config = json.loads((export / "tokenizer_config.json").read_text())
+    _write_json(export / "tokenizer_config.json", {**tokenizer_config, "model_max_length": 64})  # as a real one says
+    words = [WORDS[index % len(WORDS)] for index in range(300)]
+    script = f"""
+import json, sys
+sys.modules["dwatt"] = None
+sys.path.insert(0, {str(export)!r})
+from handler import EndpointHandler
+served = EndpointHandler({str(export)!r})({{"inputs": {words!r}, "parameters": {{"layer_weights": True}}}})
+print(json.dumps(served))
+"""
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"}, cwd=tmp_path)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    served = json.loads(completed.stdout.strip().splitlines()[-1])
+    text = " ".join(words)
+    assert [word["word"] for word in served["words"]] == words
+    assert all(text[word["start"] : word["end"]] == word["word"] for word in served["words"])
+    for word in served["words"]:
+        assert len(word["weights"]) == 3 and sum(word["weights"]) == pytest.approx(1.0, abs=1e-4)
+    assert served["entities"] and all(text[e["start"] : e["end"]] in text for e in served["entities"])
+    # The random head tags words all along the text: entities past the first window (64 sub-words) are found.
+    assert max(entity["end"] for entity in served["entities"]) > len(" ".join(words[:100]))

@@ -133,3 +133,62 @@ def test_keeping_the_fusion_in_float32_without_int8_is_refused(capsys, tmp_path)
     with pytest.raises(SystemExit) as exit:
         main(["export-onnx", str(tmp_path), "--output", str(tmp_path / "m.onnx"), "--keep_fusion_float32"])
     assert exit.value.code == 2 and "--keep_fusion_float32 changes the int8 copy; add --int8" in capsys.readouterr().err
+
+
+def saved_as(architecture, tiny_bert_dir, folder):
+    """A tiny token classifier saved with the tokenizer, its config.json naming `architecture`."""
+    from transformers import AutoTokenizer
+
+    tiny(DWAttForTokenClassification, tiny_bert_dir, "dwatt").save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "architectures": [architecture]}))
+    return folder
+
+
+@pytest.mark.parametrize("architecture", ["DWAttForMaskedLM", "DWAttModel"])
+def test_export_refuses_a_head_it_cannot_export_by_name(architecture, tiny_bert_dir, tmp_path, capsys):
+    """A masked LM's or a bare backbone's checkpoint was loaded as a token classifier (a new, random 2-label head)
+    and exported as 'token-classification', exit 0."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from dwatt.cli import main
+
+    folder = saved_as(architecture, tiny_bert_dir, tmp_path / "mlm")
+    with pytest.raises(SystemExit) as exit:
+        main(["export-onnx", str(folder), "--output", str(tmp_path / "m.onnx")])
+    assert exit.value.code == 1 and not (tmp_path / "m.onnx").exists()
+    assert (
+        f"error: {folder / 'config.json'}: architectures ['{architecture}']; expected one of "
+        "DWAttForTokenClassification, DWAttForSequenceClassification (the heads export-onnx exports, as saved by "
+        "`dwatt ner` or `dwatt classification`)"
+    ) in capsys.readouterr().err
+    model = AutoModelForTokenClassification.from_pretrained(folder)  # the Python API, e.g. with a Hub id
+    with pytest.raises(ValueError, match=rf"DWAttForTokenClassification loaded from a checkpoint saved as "
+                                         rf"\['{architecture}'\]: its head was not trained"):  # fmt: skip
+        export_onnx(model, AutoTokenizer.from_pretrained(folder), tmp_path / "m.onnx")
+
+
+def test_bench_onnx_scores_only_checkpoints_with_the_datas_labels(tiny_bert_dir, tmp_path):
+    """Predictions were scored through WNUT-16's label list whatever the checkpoint's id2label: refused when the
+    label sets differ, mapped by name when only the order differs."""
+    from dwatt.data.corpora import load_wnut16
+    from dwatt.experiments.onnx_speed import data_label_indices, onnx_speed_report
+
+    folder = saved_as("DWAttForTokenClassification", tiny_bert_dir, tmp_path / "ner")  # labels L0 ... L4
+    with pytest.raises(ValueError) as error:
+        onnx_speed_report(str(folder), 1, 1, "dwatt bench-onnx")
+    wnut = load_wnut16()["test"].features["ner_tags"].feature.names
+    assert str(error.value) == (
+        f"{folder}: config.json's id2label has the labels ['L0', 'L1', 'L2', 'L3', 'L4']; expected the evaluation "
+        f"data's (WNUT-16 test split) {wnut}, in any order"
+    )
+    reordered = list(reversed(wnut))
+    indices = data_label_indices(dict(enumerate(reordered)), wnut, "ckpt")
+    assert [wnut[index] for index in indices] == reordered  # model id -> the data's id of the same name
+    assert list(data_label_indices({str(i): name for i, name in enumerate(wnut)}, wnut, "ckpt")) == list(
+        range(len(wnut))
+    )
+    cls = saved_as("DWAttForSequenceClassification", tiny_bert_dir, tmp_path / "cls")
+    with pytest.raises(ValueError, match=r"architectures \['DWAttForSequenceClassification'\]; expected a token"):
+        onnx_speed_report(str(cls), 1, 1, "dwatt bench-onnx")

@@ -88,3 +88,30 @@ def test_the_page_renders_in_headless_chromium(run_dir, tmp_path):  # noqa: F811
     assert "Depth-Wise Attention NER" in text and "tiny-dwatt" in text
     assert "Kobe" in text and "Entities" in text and "Weight of each layer, per word" in text
     assert (tmp_path / "page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_app_tags_and_maps_every_word_of_a_long_text(run_dir, tmp_path, monkeypatch):  # noqa: F811
+    """The tiny model takes 64 positions (and its tokenizer says so): the app's entities and heatmap stopped at the
+    first window."""
+    model = tmp_path / "model"
+    shutil.copytree(run_dir, model)
+    tokenizer_config = json.loads((model / "tokenizer_config.json").read_text())
+    (model / "tokenizer_config.json").write_text(json.dumps({**tokenizer_config, "model_max_length": 64}))
+    write_space(model, tmp_path / "space")
+    monkeypatch.syspath_prepend(str(tmp_path / "space"))
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    import app  # the written app.py
+
+    words = [f"w{index % 94}" for index in range(300)]
+    text = " ".join(words)
+    try:
+        demo = app.build_demo(app.load_settings()["model"])
+        tag = next(function.fn for function in demo.fns.values() if function.api_name == "tag")
+        highlighted, _, data = tag(text)
+    finally:
+        sys.modules.pop("app", None)
+        sys.modules.pop("layer_map", None)
+    assert [word["word"] for word in data["words"]] == words
+    assert all(text[word["start"] : word["end"]] == word["word"] for word in data["words"])
+    assert max(entity["end"] for entity in data["entities"]) > len(" ".join(words[:100]))
+    assert highlighted["entities"] == data["entities"]

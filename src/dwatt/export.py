@@ -22,6 +22,18 @@ TASKS = {"DWAttForTokenClassification": "token-classification",
          "DWAttForSequenceClassification": "text-classification"}  # fmt: skip
 
 
+def check_exportable(architectures: list[str] | None, where: str) -> str:
+    """The task of a checkpoint whose config names an exportable head (`TASKS`); any other head (a masked LM, a bare
+    backbone, none recorded) is refused by name: loading it as a classifier would export a new, random head."""
+    tasks = {TASKS[name] for name in architectures or [] if name in TASKS}
+    if len(tasks) != 1:
+        raise ValueError(
+            f"{where}: architectures {architectures}; expected one of {', '.join(TASKS)} (the heads export-onnx "
+            "exports, as saved by `dwatt ner` or `dwatt classification`)"
+        )
+    return tasks.pop()
+
+
 class _ExportedHead(nn.Module):
     """The model as a function of tensors: (input ids, attention mask[, token types]) -> logits[, fusion weights]."""
 
@@ -57,6 +69,13 @@ def export_onnx(model, tokenizer, output: str | Path, fusion_weights: bool = Fal
     task = TASKS.get(type(model).__name__)
     if task is None:
         raise ValueError(f"{type(model).__name__} cannot be exported; expected one of {', '.join(TASKS)}")
+    saved_as = getattr(model.config, "architectures", None) or []
+    if any(name.startswith("DWAtt") for name in saved_as) and type(model).__name__ not in saved_as:
+        # e.g. AutoModelForTokenClassification on a masked LM's checkpoint: the head is newly initialised
+        raise ValueError(
+            f"{type(model).__name__} loaded from a checkpoint saved as {saved_as}: its head was not trained; "
+            f"expected a checkpoint saved as {type(model).__name__}"
+        )
     if fusion_weights and model.config.fusion not in ("dwatt", "scalar_mix", "mean"):
         raise ValueError(f"fusion={model.config.fusion!r} has no fusion weights; export without fusion_weights")
     model = model.eval()

@@ -16,7 +16,7 @@ from ..validation import ArgumentError
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="dwatt bench-onnx", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("checkpoint", help="a trained DWAtt token-classification folder")
+    parser.add_argument("checkpoint", help="a trained DWAtt token classifier with the WNUT-16 labels (any order)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", default="results/onnx-speed.md")

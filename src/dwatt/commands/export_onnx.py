@@ -33,13 +33,22 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     if args.keep_fusion_float32 and not args.int8:
         parser.error("--keep_fusion_float32 changes the int8 copy; add --int8")
-    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+        AutoTokenizer,
+    )
 
+    from ..export import check_exportable
     from ..modeling_dwatt import DWAttPreTrainedModel
 
+    # The head the checkpoint was trained with, before loading: an Auto class would give a masked LM's or a bare
+    # backbone's checkpoint a new, random head and export that.
     config_path = Path(args.checkpoint) / "config.json"
-    head = "sequence" if config_path.is_file() and "ForSequenceClassification" in config_path.read_text() else "token"
-    auto = AutoModelForSequenceClassification if head == "sequence" else AutoModelForTokenClassification
+    where = str(config_path) if config_path.is_file() else f"{args.checkpoint} (its config.json)"
+    task = check_exportable(AutoConfig.from_pretrained(args.checkpoint).architectures, where)
+    auto = AutoModelForSequenceClassification if task == "text-classification" else AutoModelForTokenClassification
     model = auto.from_pretrained(args.checkpoint)
     if not isinstance(model, DWAttPreTrainedModel):
         raise ValueError(f"{args.checkpoint} is not a DWAtt checkpoint ({type(model).__name__})")

@@ -6,7 +6,8 @@
 
 The push-ready copy (weights, config with the full auto_map and no local paths, the two .py files, the
 tokenizer, metrics, README.md card and figure) is written to `<run>/hub` (or `--export_dir`) and kept.
-Checkpoints, optimizer states and `training_args.bin` are never pushed. Log in first (`hf auth login`)
+Checkpoints, optimizer states and `training_args.bin` are never pushed. Only NER runs (token classifiers) are
+pushed: the card and the serving files are a token classifier's. Log in first (`hf auth login`)
 or set `HF_TOKEN`.
 """
 
@@ -28,6 +29,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--export_dir", default=None, help="where to write the push-ready folder (default <run>/hub)")
     parser.add_argument("--license", default=None, help="licence id for the card (default: the base model's)")
     parser.add_argument("--base_model", default=None, help="Hub id of the backbone, if the run did not record it")
+    parser.add_argument(
+        "--language",
+        default=None,
+        help="ISO 639 code of the data's language for the card (default: en for the bundled WNUT-16, else left out)",
+    )
     return parser.parse_args(argv)
 
 
@@ -45,6 +51,7 @@ def main(argv: list[str]) -> None:
         export_dir=args.export_dir,
         license=args.license,
         base_model=args.base_model,
+        language=args.language,
     )
     action = "Would commit" if args.dry_run else "Committed"
     print(f"{action} to {result.repo_id}@{result.revision} from {result.folder}:")

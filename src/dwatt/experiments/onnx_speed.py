@@ -22,6 +22,19 @@ def _batches(tokenized, collator, size: int) -> list[dict]:
     return [collator([tokenized[i] for i in order[start : start + size]]) for start in range(0, len(order), size)]
 
 
+def data_label_indices(id2label: dict, label_list: list[str], checkpoint: str) -> np.ndarray:
+    """For each of the checkpoint's label ids, the index of the same label name in the evaluation data's label list
+    (the identity when both list the labels in the same order). A checkpoint with another label set is refused,
+    naming both: its predictions scored through the data's list would be another label's."""
+    names = [id2label[index] for index in sorted(id2label, key=int)]
+    if sorted(names) != sorted(label_list) or len(set(names)) != len(names):
+        raise ValueError(
+            f"{checkpoint}: config.json's id2label has the labels {names}; expected the evaluation data's "
+            f"(WNUT-16 test split) {list(label_list)}, in any order"
+        )
+    return np.array([label_list.index(name) for name in names])
+
+
 def onnx_speed_report(checkpoint: str, repeats: int, threads: int, command: str) -> str:
     import onnxruntime as ort
     from transformers import AutoModelForTokenClassification
@@ -34,10 +47,14 @@ def onnx_speed_report(checkpoint: str, repeats: int, threads: int, command: str)
     torch.set_num_threads(threads)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    tokenizer = load_word_tokenizer(checkpoint)
-    model = AutoModelForTokenClassification.from_pretrained(checkpoint).eval()
+    from ..hub.space import check_model
+
+    check_model(checkpoint, dwatt_only=False)  # a token classifier's folder (dwatt tag's and dwatt space's check)
     test = load_wnut16()["test"]
     label_list = test.features["ner_tags"].feature.names
+    tokenizer = load_word_tokenizer(checkpoint)
+    model = AutoModelForTokenClassification.from_pretrained(checkpoint).eval()
+    to_data_label = data_label_indices(model.config.id2label, label_list, checkpoint)
     tokenized, _ = tokenize_ner_dataset(test, tokenizer, 128)
     collator = make_token_collator(tokenizer)
     with tempfile.TemporaryDirectory() as scratch:
@@ -62,7 +79,7 @@ def onnx_speed_report(checkpoint: str, repeats: int, threads: int, command: str)
         for label, engine in engines.items():
             scores = []
             for scored in (one_by_one, batched):
-                predictions = [row for batch in scored for row in engine(batch).argmax(-1)]
+                predictions = [to_data_label[row] for batch in scored for row in engine(batch).argmax(-1)]
                 labels = [row for batch in scored for row in batch["labels"].numpy()]
                 scores.append(compute_ner_metrics(predictions, labels, label_list, entity_level=False)["f1"])
             rows.append((label, *scores))

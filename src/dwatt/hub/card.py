@@ -264,10 +264,27 @@ def limitations(run: RunFolder, dataset: DatasetInfo, base_model: str | None) ->
     return items
 
 
-def language_text(run_dir: Path) -> str:
-    """English, and whether the tokenizer lower-cases (as its saved config says)."""
+#: Language names the card writes out; any other code is shown as given.
+LANGUAGE_NAMES = {"en": "English"}
+
+
+def card_language(dataset: DatasetInfo, language: str | None = None) -> str | None:
+    """The card's language code: the one given (`dwatt push --language`), else English for data known to be English
+    (the bundled WNUT-16 tweets), else None: the card leaves the field out rather than guess."""
+    if language is not None:
+        return language
+    return "en" if dataset.bundled_wnut16 else None
+
+
+def language_text(run_dir: Path, language: str | None = "en") -> str:
+    """The language (`language_text(folder, None)`: not known, and how to state it), and whether the tokenizer
+    lower-cases (as its saved config says)."""
     lower = _read_json(run_dir / "tokenizer_config.json").get("do_lower_case")
-    return "English" + {True: ", uncased (the tokenizer lower-cases)", False: ", cased"}.get(lower, "")
+    if language is None:
+        named = f"{NOT_RECORDED} (the run's data do not say; `dwatt push --language <code>` states it)"
+    else:
+        named = LANGUAGE_NAMES.get(language, f"`{language}`")
+    return named + {True: ", uncased (the tokenizer lower-cases)", False: ", cased"}.get(lower, "")
 
 
 def render_model_card(
@@ -280,13 +297,16 @@ def render_model_card(
     base_model: str | None = None,
     template_path: str | Path = TEMPLATE_PATH,
     analysis: LayerAnalysisSummary | None = None,
+    language: str | None = None,
 ) -> ModelCard:
     """Render the card of a `run_ner` output folder (metadata + body); nothing is written to disk.
 
     `analysis` adds the layer-analysis findings of `scripts/analyze_layers.py` and its per-type figure.
 
     `base_model` and `license` override what the run recorded (the bundled MiniLM is named by its Hub id
-    and Apache-2.0 licence); without either, the metadata leaves the field out and the text says so.
+    and Apache-2.0 licence); without either, the metadata leaves the field out and the text says so. `language`
+    (an ISO 639 code) overrides the language the data imply (English for the bundled WNUT-16; unknown otherwise,
+    and then left out).
     """
     run = RunFolder.read(run_dir)
     config = run.dwatt_config()
@@ -297,9 +317,10 @@ def render_model_card(
     if license is None and base_model in known_licences:
         license = known_licences[base_model]  # the fine-tuned weights inherit the base model's licence
     model_name = repo_id.split("/")[-1]
+    language = card_language(dataset, language)
     card_data = ModelCardData(
         model_name=model_name,
-        language="en",
+        language=language,
         license=license,
         library_name="transformers",
         pipeline_tag="token-classification",
@@ -357,7 +378,7 @@ def render_model_card(
         figure=figure.for_template() if figure else None,
         analysis=analysis,
         limitations=limitations(run, dataset, base_model),
-        language_text=language_text(run.path),
+        language_text=language_text(run.path, language),
     )
 
 

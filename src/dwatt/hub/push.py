@@ -18,11 +18,13 @@ from huggingface_hub.utils import validate_repo_id
 
 from ..configuration_dwatt import DWATT_AUTO_MAP
 from ..modeling_dwatt import UNMERGED_ADAPTER_PARTS
+from ..validation import ArgumentError
 from .analysis_summary import LayerAnalysisSummary
 from .card import render_model_card
 from .figure import FIGURE_FILE, fusion_weight_figure
 from .record import RUN_ARGUMENTS_FILE
 from .serving import CUSTOM_PIPELINES, SERVING_FILES
+from .space import check_token_classifier
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +134,28 @@ def check_adapters_merged(sources: list[Path]) -> None:
             )
 
 
+def check_publishable_head(config_path: Path) -> None:
+    """Only token classifiers are exported: the card (pipeline tag, entity scores, usage snippet) and the serving files
+    are a NER model's. A sentence classifier's or a masked LM's run is refused, by the check `dwatt tag` and
+    `dwatt space` use, rather than published under a NER card."""
+    try:
+        check_token_classifier(json.loads(config_path.read_text()), str(config_path))
+    except ValueError as error:
+        raise ValueError(
+            f"{error}; `dwatt push` publishes NER runs only (its model card, usage snippet and serving files are a "
+            "token classifier's)"
+        ) from None
+
+
+_LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+def check_language(language: str | None) -> None:
+    """`--language` is the card's metadata field: an ISO 639 code (en, de, pt-BR), not a language's name."""
+    if language is not None and not _LANGUAGE_CODE.match(language):
+        raise ArgumentError(f"--language {language!r}: expected an ISO 639 language code such as en, de or pt-BR")
+
+
 def clear_previous_export(export_dir: Path) -> None:
     """Create `export_dir`, or empty it when it holds an earlier export (so stale files are not pushed).
 
@@ -168,12 +192,15 @@ def export_push_ready(
     figure: bool = True,
     figure_sentences: int = 100,
     analysis_dir: str | Path | None = None,
+    language: str | None = None,
 ) -> ExportedRun:
     """Copy the Hub-worthy files of `run_dir` into `export_dir` (default `<run_dir>/hub`), scrubbed, with the card.
 
     `revision` is what the card's usage snippet loads; `figure` draws the fusion weights (DWAtt and scalar
     mix, when the run wrote predictions.conll) on up to `figure_sentences` test sentences. `analysis_dir`
     (an `analyze_layers.py` output folder for this checkpoint) adds its findings and figure to the card.
+    `language` (an ISO 639 code) is the card's language; without it the card says English only for data known to
+    be English (the bundled WNUT-16) and leaves the field out otherwise. Only token classifiers are exported.
     """
     run_dir = Path(run_dir)
     export_dir = Path(export_dir) if export_dir is not None else run_dir / DEFAULT_EXPORT_SUBDIR
@@ -187,10 +214,11 @@ def export_push_ready(
             f"{run_dir} is not a saved DWAtt checkpoint: missing {missing or 'model.safetensors'}. Save it with "
             "save_pretrained after `import dwatt` (which registers the classes so the .py files are copied)."
         )
+    check_language(language)
+    check_publishable_head(run_dir / "config.json")
     check_adapters_merged(sources)
     clear_previous_export(export_dir)
 
-    token_classifier = False
     for source in sources:
         target = export_dir / source.name
         if source.name in SCRUBBED_JSON:
@@ -198,18 +226,15 @@ def export_push_ready(
             if source.name == "config.json":
                 # Every Auto class must open the checkpoint, whichever head saved it (docs/HF_RULES.md, rule 2).
                 payload["auto_map"] = dict(DWATT_AUTO_MAP)
-                token_classifier = "DWAttForTokenClassification" in payload.get("architectures", [])
-                if token_classifier:
-                    payload["custom_pipelines"] = CUSTOM_PIPELINES  # the layer-map pipeline shipped below
+                payload["custom_pipelines"] = CUSTOM_PIPELINES  # the layer-map pipeline shipped below
             target.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
         else:
             shutil.copy2(source, target)
 
-    if token_classifier:  # the layer-map pipeline and the Inference Endpoints handler, for NER models
-        for serving_file in SERVING_FILES:
-            shutil.copy2(serving_file, export_dir / serving_file.name)
+    for serving_file in SERVING_FILES:  # the layer-map pipeline and the Inference Endpoints handler
+        shutil.copy2(serving_file, export_dir / serving_file.name)
     summary = fusion_weight_figure(run_dir, export_dir, figure_sentences) if figure else None
-    card_kwargs = {"repo_id": repo_id, "license": license, "base_model": base_model}
+    card_kwargs = {"repo_id": repo_id, "license": license, "base_model": base_model, "language": language}
     if analysis_dir is not None:
         card_kwargs["analysis"] = LayerAnalysisSummary.read(analysis_dir)
         if card_kwargs["analysis"].figure_file:
@@ -308,6 +333,7 @@ def push_run(
     token: str | None = None,
     license: str | None = None,
     base_model: str | None = None,
+    language: str | None = None,
 ) -> PushResult:
     """Export `output_dir` push-ready (card included) and commit it to `repo_id`; with `dry_run`, only export.
 
@@ -318,11 +344,12 @@ def push_run(
         validate_repo_id(repo_id)
     except HFValidationError as error:
         raise ValueError(f"--repo_id {repo_id!r} is not a valid Hub repo id: {error}") from None
+    check_language(language)
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise FileNotFoundError(f"{output_dir}: no such folder; expected a run folder (run_ner.py's --output_dir)")
     branch = revision or "main"
-    card_options = {"revision": branch, "license": license, "base_model": base_model}
+    card_options = {"revision": branch, "license": license, "base_model": base_model, "language": language}
     if dry_run:
         exported = export_push_ready(output_dir, export_dir, repo_id=repo_id, **card_options)
         return PushResult(repo_id=repo_id, revision=branch, folder=exported.folder, files=exported.files)

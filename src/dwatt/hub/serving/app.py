@@ -2,7 +2,8 @@
 fused layer gets there (the depth attention as a heatmap).
 
 Written into a Space folder by `dwatt space` with `space.json` (the model's repo id or folder and revision) and
-the `layer-map` pipeline beside it; runs with torch, transformers, gradio and matplotlib, without dwatt.
+the `layer-map` pipeline beside it; runs with torch, transformers, gradio and matplotlib, without dwatt. A text longer
+than the model's window is read in overlapping windows: every word gets its entity tag and its layer weights.
 `DWATT_MODEL` (and `DWATT_REVISION`) in the environment override `space.json`.
 """
 
@@ -15,8 +16,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # a server renders figures without a display
 import matplotlib.pyplot as plt  # noqa: E402
-from layer_map import LayerMapPipeline  # noqa: E402
-from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline  # noqa: E402
+from layer_map import LayerMapPipeline, full_text_tagger  # noqa: E402
+from transformers import AutoModelForTokenClassification, AutoTokenizer  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EXAMPLE = "Watching the Lakers play in Los Angeles tonight with Kobe Bryant"
@@ -35,7 +36,7 @@ def build_demo(model_id: str, revision: str | None = None) -> gr.Blocks:
     model = AutoModelForTokenClassification.from_pretrained(model_id, revision=revision, trust_remote_code=True)
     tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision, trust_remote_code=True)
     model.eval()
-    tagger = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple")
+    tagger = full_text_tagger(model, tokenizer)  # overlapping windows: entities of every word of a long text
     has_weights = model.config.fusion in ("dwatt", "scalar_mix", "mean")
     layer_map = LayerMapPipeline(model=model, tokenizer=tokenizer) if has_weights else None
 

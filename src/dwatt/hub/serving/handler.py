@@ -3,19 +3,19 @@
 Request: {"inputs": "a text" or ["pre", "split", "words"], "parameters": {"layer_weights": true}}
 Response: {"entities": [{"entity_group", "word", "start", "end", "score"}, ...]} and, with layer_weights, the
 `layer-map` of the text: {"layers": [...], "words": [{"word", "start", "end", "weights"}, ...]}.
-Pre-split words are joined with single spaces; offsets refer to that text. Imports only torch and transformers.
+Pre-split words are joined with single spaces; offsets refer to that text. A text longer than the model's window
+is read in overlapping windows (the `layer-map` pipeline's, `layer_map.py`): entities and layer weights cover every
+word. Imports only torch and transformers.
 """
 
-from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+from transformers import pipeline
 
 
 class EndpointHandler:
     def __init__(self, path: str = ""):
-        model = AutoModelForTokenClassification.from_pretrained(path, trust_remote_code=True).eval()
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
-        self.tagger = pipeline("token-classification", model=model, tokenizer=tokenizer,
-                               aggregation_strategy="simple")  # fmt: skip
         self.layer_map = pipeline("layer-map", model=path, trust_remote_code=True)
+        self.layer_map.model.eval()
+        self.tagger = self.layer_map.tagger()  # the same model and tokenizer, windows over the whole text
 
     def __call__(self, data: dict) -> dict:
         inputs = data.get("inputs")

@@ -216,7 +216,7 @@ def test_truncated_examples_are_counted_per_phase_and_logged(tiny_bert_dir, tmp_
     dev_file = write_csv(tmp_path / "dev.csv", [(long, "neg"), (short, "pos")])
     test_file = write_csv(tmp_path / "test.csv", [(short, "pos"), (short, "pos"), (long, "neg")])
     files = ["--train_file", train_file, "--validation_file", dev_file, "--test_file", test_file]
-    with caplog.at_level("WARNING"):
+    with caplog.at_level("WARNING", logger="dwatt.tasks.runner"):
         results = run_classification(*parse("--model_name_or_path", tiny_bert_dir, "--output_dir", tmp_path / "out",
                                             *files, "--max_seq_length", "8", "--do_train", "--do_eval",
                                             "--do_predict", "--max_steps", "1"))  # fmt: skip

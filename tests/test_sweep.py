@@ -630,7 +630,7 @@ def test_seeds_without_a_tuning_seed_say_so_and_every_run_is_counted(tmp_path, t
     """`--seeds 0,` with tuning seeds [0, 1]: seed 1's tuning runs are needed to choose a rate, so they are trained,
     the log says so, and the summary counts all of them (of the whole plan)."""
     path = write_config(tmp_path, tiny_bert_dir)
-    with caplog.at_level("WARNING", logger="dwatt"):
+    with caplog.at_level("WARNING", logger="dwatt.experiments.sweep.runner"):
         results = sweep_cli(tmp_path, path, "--methods", "last", "--regimes", "full", "--seeds", "0,")
     assert sorted((key.seed, key.learning_rate) for key in fake_training) == [(0, 1e-4), (0, 1e-3), (1, 1e-4),
                                                                               (1, 1e-3)]  # fmt: skip
@@ -675,7 +675,7 @@ def test_a_changed_backbone_folder_is_refused_and_an_older_sweep_json_is_accepte
     old = json.loads((results / "sweep.json").read_text())
     del old["backbone_sha256"]
     (results / "sweep.json").write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")
-    with caplog.at_level("WARNING", logger="dwatt"):
+    with caplog.at_level("WARNING", logger="dwatt.experiments.sweep.store"):
         sweep_cli(tmp_path, path, "--summary_only")
     assert "from before backbone fingerprints" in caplog.text and "could not be checked" in caplog.text
     assert "backbone_sha256" not in json.loads((results / "sweep.json").read_text())  # a summary only reads it

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .data.fingerprints import file_sha256
 from .validation import ArgumentError
 
 logger = logging.getLogger(__name__)
@@ -169,11 +170,7 @@ def check_paths(source: str | Path, output: str | Path, fmt: str) -> None:
 
 
 def file_fingerprint(path: str | Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return {"path": str(Path(path).resolve()), "size": Path(path).stat().st_size, "sha256": digest.hexdigest()}
+    return {"path": str(Path(path).resolve()), "size": Path(path).stat().st_size, "sha256": file_sha256(path)}
 
 
 def model_fingerprint(engine) -> dict[str, Any]:

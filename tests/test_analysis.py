@@ -1,6 +1,7 @@
 """dwatt.experiments.analysis: word pooling, what a layer mask changes, first-k-layer inference, and the
 script end to end."""
 
+import json
 import runpy
 import sys
 from pathlib import Path
@@ -261,3 +262,177 @@ def test_words_past_max_seq_length_are_counted_in_the_report_and_the_log(tiny_be
     text = report.read_text()
     assert "on 4 sentences, 50 words." in text and f"**Not all words scored:** {note}." in text
     assert "(37 resamples)" in text and "1,000" not in text
+
+
+def _tiny_checkpoint(tiny_bert_dir, folder, labels, seed=0, **config_kwargs):
+    """A random tiny DWAtt token classifier with `labels`, saved (with its tokenizer) in `folder`."""
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(seed)
+    DWAttForTokenClassification.from_backbone(
+        str(tiny_bert_dir), num_labels=len(labels), id2label=dict(enumerate(labels)), **config_kwargs
+    ).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_bert_dir).save_pretrained(folder)
+    return folder
+
+
+def test_a_report_folder_holds_one_checkpoint_and_only_its_own_figures(tiny_bert_dir, tmp_path, monkeypatch, capsys):
+    """Before: `dwatt analyze` of a/final, then of b/final (a concat model: no weight maps, no ablation) both went
+    to results/analysis/final; the second overwrote the first's report.md without a word, kept a's
+    sentence_heatmaps.png, type_profiles.png and ablation.png next to it and announced them as written."""
+    import shutil
+
+    from dwatt.commands.analyze_layers import main
+
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    data = tmp_path / "data.txt"
+    data.write_text("John\tB-PER\nlives\tO\nin\tO\nParis\tB-LOC\n\nMary\tB-PER\nleft\tO\nRome\tB-LOC\n")
+    a = _tiny_checkpoint(tiny_bert_dir, tmp_path / "a" / "final", labels, dwatt_scale="sqrt_d")
+    b = _tiny_checkpoint(tiny_bert_dir, tmp_path / "b" / "final", labels, fusion="concat")
+    monkeypatch.chdir(tmp_path)
+    options = ["--data_file", str(data), "--timing_sentences", "0", "--bootstrap_samples", "0"]
+    folder = Path("results/analysis/final")
+    figures = ["ablation.png", "first_k.png", "sentence_heatmaps.png", "type_profiles.png"]
+
+    main(["--model_name_or_path", str(a), *options])
+    assert sorted(path.name for path in folder.glob("*.png")) == figures
+    written = f"written: {folder}/report.md, analysed_checkpoint.json and {', '.join(figures)}\n"
+    assert capsys.readouterr().out.endswith(written)
+    report_a = (folder / "report.md").read_text()
+
+    with pytest.raises(SystemExit):
+        main(["--model_name_or_path", str(b), *options])
+    error = capsys.readouterr().err
+    assert error.startswith(
+        f"error: --output_dir {folder} (the default, results/analysis/<name>) holds the report of checkpoint "
+        "a/final, not of b/final (another folder with other weights, fingerprint "
+    )
+    assert error.endswith(f"); pass another --output_dir for b/final, or delete {folder} to replace that report\n")
+    assert (folder / "report.md").read_text() == report_a  # untouched
+
+    # In its own folder: only the figures a concat model has, and the printed list says so.
+    main(["--model_name_or_path", str(b), *options, "--output_dir", "results/analysis/b"])
+    assert sorted(path.name for path in Path("results/analysis/b").glob("*.png")) == ["first_k.png"]
+    written = "written: results/analysis/b/report.md, analysed_checkpoint.json and first_k.png\n"
+    assert capsys.readouterr().out.endswith(written)
+
+    # The same checkpoint again (by another path to the same folder): its folder is rewritten, and a figure
+    # this run does not make (no heatmaps) is removed rather than left over from the first run.
+    main(["--model_name_or_path", str(tmp_path / "b" / ".." / "a" / "final"), *options, "--num_heatmaps", "0"])
+    assert sorted(path.name for path in folder.glob("*.png")) == [f for f in figures if f != "sentence_heatmaps.png"]
+    written = (
+        f"written: {folder}/report.md, analysed_checkpoint.json and ablation.png, first_k.png, type_profiles.png\n"
+    )
+    assert capsys.readouterr().out.endswith(written)
+    assert "sentence_heatmaps.png" not in (folder / "report.md").read_text()
+
+    # The same weights copied elsewhere are the same checkpoint; a checkpoint retrained in place is its folder's.
+    shutil.copytree(a, tmp_path / "copy" / "final")
+    main(["--model_name_or_path", "copy/final", *options])
+    _tiny_checkpoint(tiny_bert_dir, tmp_path / "copy" / "final", labels, seed=1, dwatt_scale="sqrt_d")
+    main(["--model_name_or_path", "copy/final", *options])
+    with pytest.raises(SystemExit):
+        main(["--model_name_or_path", str(a), *options])
+    assert "holds the report of checkpoint copy/final, not of a/final" in capsys.readouterr().err
+
+    # A report written before the record (no analysed_checkpoint.json): its "Checkpoint `...`" line decides.
+    (folder / "analysed_checkpoint.json").unlink()
+    with pytest.raises(SystemExit):
+        main(["--model_name_or_path", str(a), *options])
+    assert "of checkpoint copy/final, not of a/final (its report.md names it; there is no `analysed" in (
+        capsys.readouterr().err
+    )
+    main(["--model_name_or_path", "copy/final", *options])
+
+
+def _predicted_run_folder(tiny_bert_dir, folder, sentences, arguments, predictions=True):
+    """A WNUT-16 checkpoint folder as `dwatt ner --do_predict` leaves it: predictions.conll of `sentences`,
+    predict_results.json (F1 1.0 on them) and the training run's run_arguments.json (`arguments`)."""
+    from dwatt.data.corpora import load_wnut16
+    from dwatt.data.ner_files import write_conll_predictions
+
+    labels = load_wnut16()["test"].features["ner_tags"].feature.names
+    _tiny_checkpoint(tiny_bert_dir, folder, labels, dwatt_scale="sqrt_d")
+    if predictions:
+        tags = [[labels[tag] for tag in sentence["ner_tags"]] for sentence in sentences]
+        write_conll_predictions(folder / "predictions.conll", [s["tokens"] for s in sentences], tags, tags)
+    results = {"predict_f1": 1.0, "predict_samples": len(sentences)}
+    (folder / "predict_results.json").write_text(json.dumps(results))
+    if arguments is not None:
+        (folder / "run_arguments.json").write_text(json.dumps(arguments))
+    return folder
+
+
+TRAINED_ON_WNUT16 = {"dataset_name": "wnut16-bundled", "train_file": None, "validation_file": None, "test_file": None}
+
+
+@pytest.mark.parametrize("predicted", ["--test_file mytest.conll", "--max_predict_samples 20"])
+def test_the_reported_f1_is_compared_only_on_the_same_test_tweets(predicted, tiny_bert_dir, tmp_path):
+    """Before: a run folder whose predict_results.json came from `dwatt ner --do_predict --test_file mytest.conll`
+    (or `--max_predict_samples 20`) got "Note: the checkpoint's own predict_results.json reports test F1 1.0000,
+    while its saved weights score 0.0026 here (same test tweets and labels, ...)" in its report."""
+    from dwatt.data.corpora import load_wnut16
+    from dwatt.experiments.analysis.run import AnalysisArguments, run_analysis
+
+    test = load_wnut16()["test"]
+    if predicted.startswith("--test_file"):  # a predict-only rerun: run_arguments.json is the training run's
+        sentences = [{"tokens": ["John", "lives", "in", "Paris"], "ner_tags": [13, 0, 0, 5]},
+                     {"tokens": ["Mary", "left"], "ner_tags": [13, 0]}]  # fmt: skip
+    else:
+        sentences = list(test.select(range(20)))
+    checkpoint = _predicted_run_folder(tiny_bert_dir, tmp_path / "run", sentences, TRAINED_ON_WNUT16)
+    args = AnalysisArguments(model_name_or_path=str(checkpoint), output_dir=str(tmp_path / "out"), batch_size=64,
+                             timing_sentences=0, bootstrap_samples=0, num_heatmaps=0)  # fmt: skip
+    _, report = run_analysis(args, "dwatt analyze")
+    text = report.read_text()
+    assert "same test tweets" not in text and "while its saved weights score" not in text
+    counts = f"its `predictions.conll` holds {len(sentences)} sentences, against {len(test)} here"
+    assert (
+        f"The checkpoint's own `predict_results.json` reports test F1 1.0000 on other data than the {len(test)} "
+        f"sentences analysed here ({counts}), so it is not compared with the F1 here." in text
+    )
+
+
+def test_what_the_run_folder_records_decides_the_f1_comparison(tiny_bert_dir, tmp_path):
+    """The checkpoint's own test F1 is compared only where its folder shows the data analysed here: its
+    predictions.conll, or else run_arguments.json and predict_samples."""
+    from dwatt.data.corpora import load_wnut16
+    from dwatt.experiments.analysis.run import AnalysisArguments, reported_f1_note
+
+    test = load_wnut16()["test"]
+    sentences = list(test)
+
+    def note(name, sentences=sentences, arguments=TRAINED_ON_WNUT16, predictions=True, **analysed):
+        folder = _predicted_run_folder(tiny_bert_dir, tmp_path / name, sentences, arguments, predictions)
+        return " ".join(reported_f1_note(AnalysisArguments(model_name_or_path=str(folder), **analysed), 0.25, test))
+
+    same = "(same test tweets and labels, the model's plain forward pass)"
+    assert note("predicted").endswith(f"score 0.2500 here {same}.")
+    assert note("recorded", predictions=False).endswith(f"score 0.2500 here {same}.")
+    other = f"on other data than the {len(test)} sentences analysed here"
+    changed = [dict(sentence) for sentence in sentences]
+    changed[3] = {**changed[3], "tokens": ["another", *changed[3]["tokens"][1:]]}
+    assert f"{other} (its `predictions.conll` differs from them at sentence 4)" in note("reworded", changed)
+    tagged = next(index for index, sentence in enumerate(sentences) if any(sentence["ner_tags"]))
+    changed = [dict(sentence) for sentence in sentences]
+    changed[tagged] = {**changed[tagged], "ner_tags": [0] * len(changed[tagged]["ner_tags"])}
+    assert f"{other} (its `predictions.conll` differs from them at sentence {tagged + 1})" in note(
+        "relabelled", changed
+    )
+    assert f"{other} (this is the `validation` split)" in note("validation", predictions=False, split="validation")
+    recorded = {**TRAINED_ON_WNUT16, "test_file": "mytest.conll"}
+    assert f"{other} (its `run_arguments.json` records --test_file mytest.conll)" in note(
+        "test-file", arguments=recorded, predictions=False
+    )
+    recorded = {**TRAINED_ON_WNUT16, "max_predict_samples": 20}
+    assert f"{other} (its `run_arguments.json` records --max_predict_samples 20)" in note(
+        "max-predict", arguments=recorded, predictions=False
+    )
+    assert f"{other} (it scored 20 sentences, against {len(test)} here)" in note(
+        "fewer", sentences[:20], predictions=False
+    )
+    unknown = (
+        "The checkpoint's own `predict_results.json` reports test F1 1.0000 on data its folder does not identify "
+        "(no `predictions.conll` and no `run_arguments.json`), so it is not compared with the F1 here."
+    )
+    assert note("unrecorded", arguments=None, predictions=False) == unknown

@@ -6,6 +6,7 @@ plausible metrics files. Pushes are captured by patching `HfApi` at class level 
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from transformers import BertTokenizer, TrainingArguments
 
 from dwatt import DWAttConfig, DWAttForTokenClassification
 from dwatt.configuration_dwatt import DWATT_AUTO_MAP
-from dwatt.hub.card import usage_snippet
+from dwatt.hub.card import render_model_card, usage_snippet
 from dwatt.hub.push import export_push_ready, push_run, push_trained_run, scrub_local_paths
 from dwatt.hub.record import NOT_RECORDED, save_run_arguments
 from dwatt.tasks.arguments import ModelArguments
@@ -325,6 +326,46 @@ def test_run_ner_pushes_an_evaluated_model_it_did_not_train(tiny_bert_dir, tmp_p
     assert args[2].push_to_hub is True  # the caller's arguments as given (switched off only during the run)
     card = contents["README.md"][1].decode()
     assert f"value: {results['eval_accuracy']}" in card and "**Not fine-tuned**" in card  # said, not hidden
+
+
+def test_a_card_never_presents_scores_of_other_data_as_the_runs_own(tiny_bert_dir, tmp_path):
+    """A predict-only run on the user's own file into the run folder overwrote predict_results.json, and the card
+    called its F1 (1.0 on tweets tagged by the model itself) the WNUT-16 test score; `--max_predict_samples 8`
+    gave a card saying the test split has 8 tweets, which every dwatt run is scored on."""
+    from conftest import parse_run_args
+
+    from dwatt.tasks.ner import run_ner
+
+    run = tmp_path / "run"
+    common = ["--output_dir", run, "--report_to", "none", "--use_cpu", "--do_predict"]
+    run_ner(*parse_run_args(
+        (ModelArguments, NerDataArguments, TrainingArguments),
+        ["--model_name_or_path", tiny_bert_dir, "--few_shot_k", "16", "--max_predict_samples", "8", "--do_train",
+         "--max_steps", "1", *common],
+    ))  # fmt: skip
+    predicted = json.loads((run / "predict_results.json").read_text())
+    assert (predicted["predict_data"], predicted["predict_max_samples"]) == ("wnut16-bundled", 8)
+    assert len(predicted["predict_data_sha256"]) == 64
+    card = ModelCard.load(export_push_ready(run, tmp_path / "first", repo_id=REPO_ID, figure=False).folder
+                          / "README.md").text  # fmt: skip
+    assert "test split (scored on its first 8 tweets only, `--max_predict_samples 8`)" in card
+    assert "scored on the same test tweets" not in card and "(8 tweets)" not in card
+
+    mine = tmp_path / "mine.conll"  # every type of the model's label list, so the head fits
+    types = sorted({label[2:] for label in json.loads((run / "config.json").read_text())["label2id"] if label != "O"})
+    mine.write_text("".join(f"a\tB-{name}\nb\tI-{name}\nc\tO\n\n" for name in types))
+    run_ner(*parse_run_args(
+        (ModelArguments, NerDataArguments, TrainingArguments),
+        ["--model_name_or_path", run, "--test_file", mine, *common],
+    ))  # fmt: skip
+    assert json.loads((run / "predict_results.json").read_text())["predict_data"] == "mine.conll"
+    expected = (f"{run / 'predict_results.json'} scores mine.conll, but the run's run_arguments.json records "
+                "wnut16-bundled: a card would present those scores")  # fmt: skip
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        export_push_ready(run, tmp_path / "second", repo_id=REPO_ID, figure=False)
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        render_model_card(run, repo_id=REPO_ID)
+    assert not (tmp_path / "second").exists()
 
 
 def test_card_round_trips_and_reports_the_metrics_files(run_dir, tmp_path):

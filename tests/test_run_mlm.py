@@ -1,5 +1,7 @@
 """run_mlm end to end on the bundled MiniLM: the loss falls, the saved model reloads tied, text files and blocks."""
 
+import json
+import logging
 import math
 
 import pytest
@@ -76,8 +78,57 @@ def test_text_files_give_one_document_per_line_and_short_text_fails(tiny_bert_di
                              "--do_train", "--max_steps", "1", "--per_device_train_batch_size", "4"))  # fmt: skip
     assert results["train_samples"] == total_tokens // 16
 
-    with pytest.raises(ValueError, match="validation text is shorter than one block of 16 tokens"):
+    short = len(tokenizer("Too short.")["input_ids"])
+    with pytest.raises(ValueError, match=f"validation text is shorter than one block of 16 tokens: it has {short} "):
         run_mlm(*parse(*tiny, "--output_dir", tmp_path / "short", "--validation_file", validation_file, "--do_eval"))
+    with pytest.raises(ValueError, match="--max_train_samples 0 leaves no train block; expected at least 1"):
+        run_mlm(*parse(*tiny, "--output_dir", tmp_path / "none", "--validation_split_percentage", "0",
+                       "--do_train", "--max_train_samples", "0"))  # fmt: skip
+
+
+def test_tokens_after_the_last_whole_block_are_counted_logged_and_recorded(tiny_bert_dir, tmp_path, caplog):
+    """The remainder after the last whole block (per map batch of 1000 documents, as transformers' run_mlm cuts
+    it) was dropped without a count: 7 lines of 30 words at --max_seq_length 128 evaluated 1 block, 96 of 224
+    tokens never seen. The blocking is kept; the dropped tokens are logged and recorded per split."""
+    words = "the river rose overnight and flooded the lower town while officials said".split()
+    validation = [" ".join(words[(i + j) % len(words)] for j in range(30)) for i in range(7)]
+    # Over 1000 documents: group_texts runs on two map batches, each dropping its own remainder.
+    train = [f"Line {i} says the river rose overnight." for i in range(1500)]
+    (tmp_path / "train.txt").write_text("\n".join(train) + "\n", encoding="utf-8")
+    (tmp_path / "valid.txt").write_text("\n".join(validation) + "\n", encoding="utf-8")
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    eval_lengths = [len(tokenizer(text)["input_ids"]) for text in validation]
+    eval_total = sum(eval_lengths)
+    eval_dropped = eval_total % 128
+    train_lengths = [len(tokenizer(text)["input_ids"]) for text in train]
+    train_total = sum(train_lengths)
+    train_blocks = sum(sum(train_lengths[start : start + 1000]) // 128 for start in range(0, 1500, 1000))
+    train_dropped = train_total - 128 * train_blocks
+    assert eval_dropped / eval_total > 0.10 and 0 < train_dropped / train_total <= 0.10
+    assert train_blocks < train_total // 128  # two batches drop more than one concatenation would
+
+    output_dir = tmp_path / "out"
+    with caplog.at_level(logging.INFO, logger="dwatt.tasks.mlm"):
+        results = run_mlm(*parse("--model_name_or_path", tiny_bert_dir, "--train_file", tmp_path / "train.txt",
+                                 "--validation_file", tmp_path / "valid.txt", "--max_seq_length", "128",
+                                 "--output_dir", output_dir, "--do_train", "--do_eval", "--max_steps", "1",
+                                 "--per_device_train_batch_size", "4"))  # fmt: skip
+
+    expected_eval = {"eval_samples": eval_total // 128, "eval_tokens": eval_total, "eval_dropped_tokens": eval_dropped}
+    expected_train = {"train_samples": train_blocks, "train_tokens": train_total, "train_dropped_tokens": train_dropped}
+    assert {key: results[key] for key in expected_eval} == expected_eval
+    assert {key: results[key] for key in expected_train} == expected_train
+    eval_file = json.loads((output_dir / "eval_results.json").read_text())
+    train_file = json.loads((output_dir / "train_results.json").read_text())
+    assert {key: eval_file[key] for key in expected_eval} == expected_eval
+    assert {key: train_file[key] for key in expected_train} == expected_train
+
+    logged = {record.getMessage().split(" (")[0]: record.levelno for record in caplog.records}
+    eval_line = f"{eval_dropped} of {eval_total} validation tokens after the last whole block of 128 were dropped"
+    train_line = f"{train_dropped} of {train_total} train tokens after the last whole block of 128 were dropped"
+    assert logged.get(eval_line) == logging.WARNING, caplog.text  # a large share
+    assert logged.get(train_line) == logging.INFO, caplog.text
 
 
 def test_tables_are_read_by_their_text_column_and_non_text_files_are_refused(tmp_path):

@@ -238,3 +238,51 @@ def test_an_output_suffix_of_another_format_is_refused(checkpoint, tmp_path, cap
         assert status == 2 and f"is written as {written}" in err, err
         assert not (tmp_path / output).exists()
     tag_file(*load(checkpoint), tmp_path / "in.conll", tmp_path / "o.txt", progress=False)  # .txt is CoNLL too
+
+
+def test_plain_text_or_a_table_of_texts_with_even_columns_is_refused(checkpoint, tmp_path, capsys):
+    inputs = {  # every line the same column count: what the check of differing counts cannot see
+        "texts.tsv": ("Paris is nice today\t17\nJohn lives in London\t18\n", 1, "first column 'Paris is nice today'"),
+        "note.txt": ("John Smith flew from Paris to London on Monday with Mary\n", 1, "1 line(s) of 11 columns"),
+        "names.txt": ("Angela Merkel\nBarack Obama\nLionel Messi\n", 1, "3 line(s) of 2 columns"),
+    }
+    for name, (text, line, what) in inputs.items():
+        (tmp_path / name).write_text(text)
+        output = tmp_path / f"out-{name}"
+        status, err = run_tag_command(capsys, checkpoint, "--input", tmp_path / name, "--output", output)
+        assert status == 1 and f"{name}:{line}: " in err and what in err, err
+        assert "name the file .text or pass --format text" in err and "--format conll" in err, err
+        assert not output.exists() and not (tmp_path / f"out-{name}.tagging.json").exists()
+        assert (tmp_path / name).read_text() == text  # the input untouched
+    model, tokenizer = load(checkpoint)
+    real = {  # real column files keep working as before, under the suffixes that are checked for text too
+        "gold.txt": "John B-PER\nlives O\nin O\nParis B-LOC\n",  # one sentence, no blank line: a tag column
+        "words.txt": "John\nlives\nin\nParis\n\nMary\nleft\n",  # word-only columns, a word a line
+        "docs.txt": "-DOCSTART- -X- -X- O\n\nJohn NNP B-NP B-PER\nlives VBZ B-VP O\n",
+        "one.tsv": "Paris\tB-LOC\n",
+        "pos.tsv": "John\tNNP\nlives\tVBZ\n\nMary\tNNP\n",  # several sentences: no tag column needed
+    }
+    for name, text in real.items():
+        (tmp_path / name).write_text(text)
+        out = tag_file(model, tokenizer, tmp_path / name, tmp_path / f"out-{name}.conll", progress=False)
+        words = [line.split("\t")[0] for line in out.read_text().splitlines() if line]
+        assert words == [line.split()[0] for line in text.splitlines() if line], name
+    # --format conll or a .conll suffix, told and not guessed: read as columns, as the user asked
+    shutil.copy(tmp_path / "names.txt", tmp_path / "names.conll")
+    for source, fmt in (("names.txt", "conll"), ("names.conll", None)):
+        out = tag_file(model, tokenizer, tmp_path / source, tmp_path / f"forced-{source}.conll", fmt, progress=False)
+        assert [line.split("\t")[0] for line in out.read_text().splitlines() if line] == ["Angela", "Barack", "Lionel"]
+
+
+def test_a_json_lines_input_that_already_has_tags_is_refused(checkpoint, tmp_path, capsys):
+    gold = tmp_path / "gold.jsonl"
+    records = [
+        {"tokens": ["Mary", "left"]},
+        {"tokens": ["John", "lives", "in", "Paris"], "tags": ["B-PER", "O", "O", "B-LOC"]},
+    ]
+    text = "".join(json.dumps(record) + "\n" for record in records)
+    gold.write_text(text)
+    status, err = run_tag_command(capsys, checkpoint, "--input", gold, "--output", tmp_path / "out.jsonl")
+    assert status == 1 and "gold.jsonl:2: the record already has 'tags'" in err and "remove" in err, err
+    assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "out.jsonl.tagging.json").exists()
+    assert gold.read_text() == text  # the gold tags untouched

@@ -7,9 +7,14 @@ text, split on whitespace; written as a JSON line of `text`, `words` and `tags`)
 however long the record (`dwatt.inference.predict_word_labels`, overlapping windows). A column file has as many
 columns on every word line (split like `dwatt.data.ner_files`: on tabs where the line has one, else on
 whitespace); a line with another count is refused, naming the file and line, because that is the mark of plain text
-read as columns; the columns after the first (gold tags, say) are ignored, and their count is logged. An output
-whose suffix names another format than the one written (`.conll` for a JSON-lines input, say) is refused, and so is
-an output that is the input (by any spelling or link).
+read as columns; the columns after the first (gold tags, say) are ignored, and their count is logged. A file whose
+format is only guessed from an ambiguous suffix (`.txt`, `.tsv`: plain text and tables of texts have them too) is also
+refused where it looks like text: a first column holding several words (a CoNLL word has no space: a table of texts),
+or several columns in one sentence, no blank line in the whole file, and a last column that is not an NER tag (a line
+of text, or a few); `.conll` or `--format conll` reads it as columns all the same. A JSON-lines record that already
+has `tags` (gold tags, or an earlier run's) is refused: the output would hold the model's tags in their place and
+pass for a gold file. An output whose suffix names another format than the one written (`.conll` for a JSON-lines
+input, say) is refused, and so is an output that is the input (by any spelling or link).
 
 Records are tagged in chunks of `chunk_size`, each appended to the output and flushed whole. A rerun of the same
 command finds the complete chunks already written (a chunk cut short by a kill is truncated away), skips them and
@@ -30,6 +35,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +52,10 @@ WRITTEN_AS = {"conll": "conll", "jsonl": "jsonl", "text": "jsonl"}
 FORMAT_NAMES = {"conll": "CoNLL columns", "jsonl": "JSON lines", "text": "plain text"}
 #: Beside the output: what it is the output of (see the module's docstring).
 MANIFEST_SUFFIX = ".tagging.json"
+#: Suffixes read as CoNLL columns that plain text and tables of texts have too: a file told by one is checked for text.
+AMBIGUOUS_SUFFIXES = (".txt", ".tsv")
+#: An NER tag in a last column: O, or an IOB/IOBES prefix and a type.
+_TAG_LIKE = re.compile(r"^(?:O|[BIESLU]-[^\W\d_]\S*)$")
 
 
 @dataclass
@@ -65,16 +75,21 @@ def format_of(path: str | Path, given: str | None = None) -> str:
     return FORMATS[suffix]
 
 
-def read_records(path: str | Path, fmt: str, columns: dict[str, int] | None = None) -> Iterator[Record]:
+def read_records(path: str | Path, fmt: str, columns: dict[str, int] | None = None,
+                 text_checks: bool = True) -> Iterator[Record]:  # fmt: skip
     """The file's records, one at a time (the file is never read whole); bad lines name the file and line. For a
-    column file, `columns` (if given) gets the number of word `lines` and of `columns` on each."""
+    column file, `columns` (if given) gets the number of word `lines` and of `columns` on each, and `text_checks`
+    also refuses what looks like plain text or a table of texts (see the module's docstring)."""
     with open(path, encoding="utf-8") as handle:
         if fmt == "conll":
             words: list[str] = []
-            expected, first_line, lines = 0, 0, 0
+            expected, first_line, lines, sentences = 0, 0, 0, 0
+            not_a_tag: tuple[int, str] | None = None  # the first line whose last column is not an NER tag
+            anyway = "to read it as columns anyway, name the file .conll or pass --format conll"
             for number, line in enumerate(handle, 1):
                 if not line.strip():
                     if words:
+                        sentences += 1
                         yield Record(words, None)
                         words = []
                     continue
@@ -88,10 +103,28 @@ def read_records(path: str | Path, fmt: str, columns: dict[str, int] | None = No
                         "all its words but the first); for plain text, a text per line, name the file .text or pass "
                         "--format text"
                     )
-                if not fields[0].strip():
+                word = fields[0].strip()
+                if not word:
                     raise ValueError(f"{path}:{number}: empty first column; expected a word")
-                words.append(fields[0].strip())
+                if text_checks and len(word.split()) > 1:
+                    raise ValueError(
+                        f"{path}:{number}: the first column {word!r} is several words; expected a word (a CoNLL word "
+                        "has no space): a table of texts read as columns would tag each text as one word; for plain "
+                        "text, a text per line, cut the other columns, then name the file .text or pass --format text "
+                        f"({anyway})"
+                    )
+                if not_a_tag is None and not _TAG_LIKE.match(fields[-1].strip()):
+                    not_a_tag = (number, fields[-1].strip())
+                words.append(word)
                 lines += 1
+            if text_checks and words and not sentences and expected > 1 and not_a_tag is not None:
+                raise ValueError(
+                    f"{path}:{first_line}: {lines} line(s) of {expected} columns and no blank line, the last column "
+                    f"not an NER tag ({not_a_tag[1]!r} on line {not_a_tag[0]}); expected CoNLL columns (a word, "
+                    "then tags; a blank line after each sentence): plain text read as columns would be one sentence "
+                    f"of the first word of each line, the other {lines * (expected - 1)} words lost; for plain text, "
+                    f"a text per line, name the file .text or pass --format text ({anyway})"
+                )
             if words:
                 yield Record(words, None)
             if columns is not None:
@@ -109,6 +142,13 @@ def read_records(path: str | Path, fmt: str, columns: dict[str, int] | None = No
             if not isinstance(record, dict) or not (isinstance(record.get("tokens"), list)
                                                     or isinstance(record.get("text"), str)):  # fmt: skip
                 raise ValueError(f"{path}:{number}: expected an object with 'tokens' (a list of words) or 'text'")
+            if "tags" in record:
+                raise ValueError(
+                    f"{path}:{number}: the record already has 'tags' (gold tags, or an earlier run's); the output "
+                    "would hold the model's tags in their place and pass for a gold file; expected records without "
+                    "'tags': remove the field, or keep it under another name (jq -c '.gold_tags = .tags | "
+                    f"del(.tags)' {path} > renamed.jsonl) and tag that file"
+                )
             words = record["tokens"] if isinstance(record.get("tokens"), list) else record["text"].split()
             yield Record([str(word) for word in words], record)
 
@@ -131,10 +171,10 @@ def _record_ends(text: str, fmt: str) -> list[int]:
     return ends
 
 
-def count_records(path: str | Path, fmt: str, report: bool = True) -> int:
+def count_records(path: str | Path, fmt: str, report: bool = True, text_checks: bool = True) -> int:
     """The records of `path`, every line checked; for a column file, the columns ignored are logged."""
     columns: dict[str, int] = {}
-    total = sum(1 for _ in read_records(path, fmt, columns))
+    total = sum(1 for _ in read_records(path, fmt, columns, text_checks))
     if report and columns.get("columns", 0) > 1:
         logger.info(
             "%s: %d word line(s) of %d columns; the first is the word, the %d after it were ignored (%d values)",
@@ -264,7 +304,8 @@ def resume_point(output: Path, fmt: str, chunk_size: int) -> int:
 def tag_file(engine, tokenizer, source: str | Path, output: str | Path, fmt: str | None = None,
              chunk_size: int = 256, batch_size: int = 32, max_seq_length: int | None = None,
              process: tuple[int, int] = (0, 1), progress: bool = True) -> Path:  # fmt: skip
-    """Tag every record of `source` into `output` (see the module's docstring); returns this process's file."""
+    """Tag every record of `source` into `output` (see the module's docstring); returns this process's file. `fmt`
+    None: told by the suffix (a column file with an ambiguous suffix is also checked for plain text)."""
     from tqdm.auto import tqdm
 
     from .inference import predict_word_labels
@@ -274,12 +315,13 @@ def tag_file(engine, tokenizer, source: str | Path, output: str | Path, fmt: str
         raise FileNotFoundError(f"{source}: no such file; expected records to tag")
     if chunk_size < 1 or batch_size < 1:
         raise ValueError(f"chunk_size={chunk_size}, batch_size={batch_size}; expected both >= 1")
+    text_checks = fmt is None and source.suffix.lower() in AMBIGUOUS_SUFFIXES  # a format told is taken as told
     fmt = format_of(source, fmt)
     rank, world = process
     target = output if world == 1 else output.with_name(f"{output.name}.part-{rank}-of-{world}")
     check_paths(source, output, fmt)
     check_paths(source, target, fmt)
-    total = count_records(source, fmt, report=rank == 0)  # every line checked before the output is touched
+    total = count_records(source, fmt, rank == 0, text_checks)  # every line checked before the output is touched
     manifest = {"input": file_fingerprint(source), "model": model_fingerprint(engine),
                 "tokenizer": tokenizer_fingerprint(tokenizer), "format": fmt, "chunk_size": chunk_size,
                 "max_seq_length": max_seq_length}  # fmt: skip
@@ -290,7 +332,7 @@ def tag_file(engine, tokenizer, source: str | Path, output: str | Path, fmt: str
     write_manifest(target, manifest)
     done = resume_point(target, fmt, chunk_size)
     mine = [start for start in range(0, total, chunk_size) if (start // chunk_size) % world == rank]
-    records = read_records(source, fmt)
+    records = read_records(source, fmt, text_checks=text_checks)
     position, written = 0, 0
     bar = tqdm(total=sum(min(chunk_size, total - start) for start in mine), initial=done, unit="record",
                disable=not progress)  # fmt: skip

@@ -4,7 +4,9 @@
     dwatt analyze --model_name_or_path outputs/my-run --output_dir results/analysis/my-run
     dwatt analyze --model_name_or_path outputs/my-run --data_file eng.testb --max_sentences 500
 
-Writes `report.md` and PNG figures to `--output_dir` (default `results/analysis/<checkpoint folder name>`).
+Writes `report.md`, its PNG figures and `analysed_checkpoint.json` (which checkpoint the report is of) to
+`--output_dir` (default `results/analysis/<checkpoint folder name>`); a folder holding another checkpoint's
+report is refused.
 The checkpoint must be a `DWAttForTokenClassification`; the data must use (a subset of) its labels.
 All arguments: `dwatt analyze --help`; one JSON file of arguments also works.
 """
@@ -14,7 +16,8 @@ from pathlib import Path
 
 from ..cli import command
 from ..experiments.analysis.probes import FULL, first_k_name
-from ..experiments.analysis.run import AnalysisArguments, run_analysis
+from ..experiments.analysis.report import report_figures
+from ..experiments.analysis.run import RECORD_FILE, AnalysisArguments, run_analysis
 from ..tasks.arguments import parse_arguments
 
 
@@ -26,5 +29,5 @@ def main(argv: list[str]) -> None:
     for k in (k for k in result.first_ks if k < result.num_layers):
         speed = f" ({result.timing.speedup(k):.2f}x)" if result.timing else ""
         print(f", first {k}: {result.f1(first_k_name(k)):.4f}{speed}", end="")
-    pngs = ", ".join(sorted(path.name for path in Path(report).parent.glob("*.png")))
-    print(f"\nwritten: {report} and {pngs}")
+    figures = ", ".join(sorted(report_figures(Path(report).parent)))  # those this run wrote (no earlier ones)
+    print(f"\nwritten: {report}, {RECORD_FILE} and {figures}" if figures else f"\nwritten: {report} and {RECORD_FILE}")

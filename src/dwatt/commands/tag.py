@@ -9,8 +9,11 @@ ending with the bytes an uninterrupted run writes. Formats are told by the suffi
 `.text`) or `--format`; see `dwatt.tagging`. Refused before anything is written: an output that is the input, an
 output suffix of another format than the one written (a JSON-lines or plain-text input is written as JSON lines, a
 CoNLL one as CoNLL), a checkpoint that is not a token classifier (as `dwatt space` refuses it), a column file whose
-lines have different column counts (plain text named .txt), and an existing output of another run (another input,
-model, tokenizer, chunk size, ...: see `<output>.tagging.json`; remove the output to start afresh).
+lines have different column counts (plain text named .txt), a .txt/.tsv file that looks like plain text or a table of
+texts (a first column of several words; one sentence of several columns, the last not a tag: `--format conll` or a
+.conll name reads it as columns all the same), a JSON-lines record that already has `tags`, and an existing output
+of another run (another input, model, tokenizer, chunk size, ...: see `<output>.tagging.json`; remove the output to
+start afresh).
 """
 
 import argparse
@@ -30,7 +33,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("model", help="a trained NER checkpoint folder, or an exported .onnx file")
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True)
-    parser.add_argument("--format", choices=["jsonl", "conll", "text"], help="default: told by the input's suffix")
+    parser.add_argument("--format", choices=["jsonl", "conll", "text"],
+                        help="default: told by the input's suffix (.txt/.tsv also checked for plain text)")  # fmt: skip
     parser.add_argument("--tokenizer", help="where the tokenizer is (default: the model's folder)")
     parser.add_argument("--chunk_size", type=int, default=256, help="records per written chunk (the resume unit)")
     parser.add_argument("--batch_size", type=int, default=32, help="windows per forward pass")
@@ -62,8 +66,8 @@ def main(argv: list[str]) -> None:
             check_token_classifier(engine.config.to_dict(), args.model, dwatt_only=False)
     tokenizer = load_word_tokenizer(args.tokenizer or str(model_path.parent if onnx else model_path))
     show_progress = not args.no_progress and state.is_main_process
-    tag_file(engine, tokenizer, args.input, args.output, fmt, args.chunk_size, args.batch_size, args.max_seq_length,
-             (state.process_index, state.num_processes), progress=show_progress)  # fmt: skip
+    tag_file(engine, tokenizer, args.input, args.output, args.format, args.chunk_size, args.batch_size,
+             args.max_seq_length, (state.process_index, state.num_processes), progress=show_progress)  # fmt: skip
     if state.num_processes > 1:
         state.wait_for_everyone()
         if state.is_main_process:

@@ -24,6 +24,7 @@ from .record import (
     DatasetInfo,
     RunFolder,
     _read_json,
+    check_scored_data,
     count_checkpoint_parameters,
     describe_dataset,
 )
@@ -226,8 +227,11 @@ def eval_results(run: RunFolder, dataset: DatasetInfo) -> list[EvalResult]:
 def limitations(run: RunFolder, dataset: DatasetInfo, base_model: str | None) -> list[str]:
     """What a reader must know before trusting the numbers."""
     arguments = run.arguments
-    test_size = run.metrics("predict_results.json").get("predict_samples")
+    predict = run.metrics("predict_results.json")
+    test_size = predict.get("predict_samples")
     test_slice = f"{test_size}-tweet slice" if test_size is not None else "slice"
+    if predict.get("predict_max_samples") is not None:  # only the first tweets of the split were scored
+        test_slice = f"slice (scored on its first {test_size} tweets only)"
     items = []
     if base_model == BUNDLED_MINILM_HUB_ID:
         items.append(
@@ -309,6 +313,7 @@ def render_model_card(
     and then left out).
     """
     run = RunFolder.read(run_dir)
+    check_scored_data(run)
     config = run.dwatt_config()
     dataset = describe_dataset(run)
     base_model = base_model or run.arguments.get("base_model")

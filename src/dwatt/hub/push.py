@@ -22,7 +22,7 @@ from ..validation import ArgumentError
 from .analysis_summary import LayerAnalysisSummary
 from .card import render_model_card
 from .figure import FIGURE_FILE, fusion_weight_figure
-from .record import RUN_ARGUMENTS_FILE
+from .record import RUN_ARGUMENTS_FILE, RunFolder, check_scored_data
 from .serving import CUSTOM_PIPELINES, SERVING_FILES
 from .space import check_token_classifier
 
@@ -217,6 +217,7 @@ def export_push_ready(
     check_language(language)
     check_publishable_head(run_dir / "config.json")
     check_adapters_merged(sources)
+    check_scored_data(RunFolder.read(run_dir))  # before the figure, which reads the same predictions
     clear_previous_export(export_dir)
 
     for source in sources:

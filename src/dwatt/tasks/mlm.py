@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
+import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict, load_dataset
 from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
 
@@ -24,6 +25,13 @@ logger = logging.getLogger(__name__)
 BUNDLED_DATASET = "lee-corpus-bundled"
 #: Suffixes of formats that are not text: refused rather than trained on as lines of bytes.
 _NOT_TEXT_SUFFIXES = (".arrow", ".bz2", ".gz", ".parquet", ".pdf", ".xls", ".xlsx", ".xz", ".zip", ".zst")
+#: Documents per `group_texts` call (`Dataset.map`'s default, as in transformers' `run_mlm.py`): each call
+#: drops its own remainder, so a split loses up to a block less one token per this many documents.
+GROUP_BATCH_SIZE = 1000
+#: A split that loses more than this share of its tokens to the blocking gets a warning, not an info line.
+DROPPED_SHARE_WARNING = 0.10
+#: The results-file prefix of each split's counts (the Trainer's metric prefixes).
+_PHASES = {"train": "train", "validation": "eval"}
 
 
 @dataclass
@@ -106,7 +114,8 @@ def load_mlm_data(data_args: MlmDataArguments, seed: int) -> DatasetDict:
 def group_texts(examples: dict[str, list], block_size: int) -> dict[str, list]:
     """Concatenate tokenised documents and cut them into `block_size` blocks, dropping the short remainder.
 
-    The `Dataset.map` step of transformers' `run_mlm.py`: no padding, no token wasted on short lines.
+    The `Dataset.map` step of transformers' `run_mlm.py`: no padding, no token wasted on short lines. The
+    remainder of each map batch is dropped; `run_mlm` counts and logs it (`report_dropped_tokens`).
     """
     concatenated = {key: list(chain.from_iterable(values)) for key, values in examples.items()}
     total_length = len(next(iter(concatenated.values())))
@@ -115,6 +124,42 @@ def group_texts(examples: dict[str, list], block_size: int) -> dict[str, list]:
         key: [tokens[start : start + block_size] for start in range(0, total_length, block_size)]
         for key, tokens in concatenated.items()
     }
+
+
+def count_tokens(dataset: Dataset) -> int:
+    """Tokens in a tokenised split (the summed `input_ids` lengths), read from Arrow in slices, not as lists."""
+    total = 0
+    for batch in dataset.with_format("arrow").iter(batch_size=10_000):
+        total += pc.sum(pc.list_value_length(batch["input_ids"])).as_py() or 0
+    return total
+
+
+def report_dropped_tokens(split: str, total: int, blocks: int, block_size: int) -> dict[str, int]:
+    """Log how many of a split's tokens the blocking dropped; return them (and the total) as results counts.
+
+    Counted from the sizes before and after `group_texts`, so the sum over its map batches (and any worker or
+    cache that served them) is exact. Zero blocks is an error naming the split and the sizes.
+    """
+    dropped = total - blocks * block_size
+    if blocks == 0:
+        batches = (
+            ""
+            if total < block_size
+            else f", but each map batch of {GROUP_BATCH_SIZE} documents holds fewer than {block_size} of them"
+        )
+        raise ValueError(
+            f"the {split} text is shorter than one block of {block_size} tokens: it has {total} tokens{batches}; "
+            f"give more text or a smaller --max_seq_length"
+        )
+    share = dropped / total
+    logger.log(
+        logging.WARNING if share > DROPPED_SHARE_WARNING else logging.INFO,
+        "%d of %d %s tokens after the last whole block of %d were dropped (%.0f%%; blocks are cut as "
+        "transformers' run_mlm cuts them, losing up to %d tokens per %d documents)",
+        dropped, total, split, block_size, 100 * share, block_size - 1, GROUP_BATCH_SIZE,
+    )  # fmt: skip
+    phase = _PHASES[split]
+    return {f"{phase}_tokens": total, f"{phase}_dropped_tokens": dropped}
 
 
 def _block_size(data_args: MlmDataArguments, tokenizer, backbone_config) -> int:
@@ -162,19 +207,29 @@ def run_mlm(
         texts = [text for text in examples[data_args.text_column] if text and text.strip()]
         return tokenizer(texts, return_special_tokens_mask=True)
 
+    wanted = {"train": training_args.do_train, "validation": training_args.do_eval}
+    counts = {}  # per used split: its tokens and those the blocking dropped, for the results files
     with training_args.main_process_first(desc="tokenising and grouping"):
         blocks = DatasetDict()
         for split, dataset in raw.items():
             tokenized = dataset.map(tokenize, batched=True, remove_columns=dataset.column_names, desc=f"{split}")
             blocks[split] = tokenized.map(
-                group_texts, batched=True, fn_kwargs={"block_size": block_size}, desc=f"{split} blocks"
+                group_texts,
+                batched=True,
+                batch_size=GROUP_BATCH_SIZE,
+                fn_kwargs={"block_size": block_size},
+                desc=f"{split} blocks",
             )
-    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
+            if wanted.get(split):
+                counts[split] = report_dropped_tokens(split, count_tokens(tokenized), len(blocks[split]), block_size)
+    for split, flag, limit in (
+        ("train", "--max_train_samples", data_args.max_train_samples),
+        ("validation", "--max_eval_samples", data_args.max_eval_samples),
+    ):
         if limit is not None and split in blocks:
+            if limit < 1 and wanted[split]:
+                raise ValueError(f"{flag} {limit} leaves no {split} block; expected at least 1")
             blocks[split] = blocks[split].select(range(min(limit, len(blocks[split]))))
-    for split, wanted in (("train", training_args.do_train), ("validation", training_args.do_eval)):
-        if wanted and len(blocks[split]) == 0:
-            raise ValueError(f"the {split} text is shorter than one block of {block_size} tokens")
 
     trainer = Trainer(
         model=model,
@@ -189,11 +244,12 @@ def run_mlm(
 
     results = {}
     if training_args.do_train:
-        results.update(train_and_save(trainer, model_args, data_args))
+        results.update(train_and_save(trainer, model_args, data_args, extra_metrics=counts["train"]))
 
     if training_args.do_eval:
         metrics = trainer.evaluate()
         metrics["eval_samples"] = len(blocks["validation"])
+        metrics.update(counts["validation"])
         metrics["perplexity"] = perplexity(metrics["eval_loss"])
         results.update(record_metrics(trainer, "eval", metrics))
 

@@ -15,6 +15,7 @@ from ..data.corpora import load_wnut16, sample_few_shot
 from ..data.ner_files import load_ner_files, write_conll_predictions
 from ..data.tokenization import load_word_tokenizer, make_token_collator, tokenize_ner_dataset
 from ..hub.push import push_trained_run
+from ..hub.record import phase_data
 from ..inference import predict_word_labels
 from ..metrics import align_predictions, logits_to_label_ids, make_ner_compute_metrics, score_tag_sequences
 from ..modeling_dwatt import DWAttForTokenClassification
@@ -168,12 +169,14 @@ def _train_evaluate_predict(trainer, model_args, data_args, raw, tokenized, trun
         metrics = trainer.evaluate()
         metrics["eval_samples"] = len(tokenized["validation"])
         metrics["eval_truncated_sentences"] = truncated["validation"]
+        metrics.update(phase_data(data_args, "eval"))
         results.update(record_metrics(trainer, "eval", metrics))
 
     if training_args.do_predict:
         prediction = trainer.predict(tokenized["test"], metric_key_prefix="predict")
         metrics = {**prediction.metrics, "predict_samples": len(tokenized["test"])}
         metrics["predict_truncated_sentences"] = truncated["test"]
+        metrics.update(phase_data(data_args, "predict"))
         if trainer.is_world_process_zero():
             predicted, _ = align_predictions(prediction.predictions, prediction.label_ids, label_list)
             gold, words = gold_tags(raw), raw["test"]["tokens"]

@@ -13,6 +13,10 @@ from .plots import plot_ablation, plot_first_k, plot_sentence_heatmaps, plot_typ
 from .probes import FULL, LayerAnalysis, first_k_name, truncation_note
 from .profiles import AblationRow, Profile, ablation_rows, correctness_profiles, pick_heatmap_sentences, type_profiles
 
+#: Every figure a report can show, in the order the report shows them. A report folder holds only those its
+#: report.md shows: `write_report` removes the others (left by an earlier report of the same checkpoint).
+REPORT_FIGURES = ("sentence_heatmaps.png", "type_profiles.png", "ablation.png", "first_k.png")
+
 
 def _points(value: float) -> str:
     """An F1 difference in points, signed."""
@@ -155,12 +159,15 @@ def write_report(
     """Write ``report.md`` and the figures of a `LayerAnalysis` into `output_dir`; return the report's path.
 
     `description`: Markdown lines that say what was analysed and how it was produced (put under the title).
+    Figures of `REPORT_FIGURES` this report does not show are removed from `output_dir`, so none is left over
+    from an earlier report there; `report_figures(output_dir)` then lists the ones written.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     layers = result.layer_indices
     full = result.metrics[FULL]
     lines = [f"# Layer analysis: {title}", "", *description, ""]
+    written: set[str] = set()  # figures, by name
     lines.append(
         f"Full model: entity F1 **{full['f1']:.4f}** (precision {full['precision']:.4f}, recall "
         f"{full['recall']:.4f}) on {len(result.gold_tags)} sentences, {len(result.words.words)} words."
@@ -189,9 +196,9 @@ def write_report(
         )
         sentences = pick_heatmap_sentences(result, num_heatmaps)
         if sentences:
-            plot_sentence_heatmaps(result, sentences, output_dir / "sentence_heatmaps.png")
+            written.add(plot_sentence_heatmaps(result, sentences, output_dir / "sentence_heatmaps.png").name)
             lines += ["", "![Per-word fusion weights of a few sentences](sentence_heatmaps.png)"]
-        plot_type_profiles(profiles, layers, output_dir / "type_profiles.png")
+        written.add(plot_type_profiles(profiles, layers, output_dir / "type_profiles.png").name)
         lines += ["", "Mean weight per layer by gold entity type (B- and I- words together):", ""]
         lines += _weights_table(profiles, layers, "gold type")
         lines += ["", "![Mean fusion weight per layer for each entity type](type_profiles.png)", ""]
@@ -230,7 +237,7 @@ def write_report(
             f"Spearman rank correlation with the F1 drop: {rho_entity:+.2f} for the mass on entity words, "
             f"{rho_all:+.2f} for the mass on all words.",
         ]
-        plot_ablation(rows, output_dir / "ablation.png")
+        written.add(plot_ablation(rows, output_dir / "ablation.png").name)
         lines += ["", "![Layer ablation: mass and F1 change](ablation.png)"]
 
     ks = result.first_ks
@@ -275,9 +282,17 @@ def write_report(
                 f"| {k} | {_layer_list(used)} | {result.f1(name):.4f} | {change} "
                 f"| {_interval(result.intervals.get(name))} {time_cells}"
             )
-        plot_first_k(result, output_dir / "first_k.png")
+        written.add(plot_first_k(result, output_dir / "first_k.png").name)
         lines += ["", "![First-k-layer inference: F1 and speed-up](first_k.png)"]
 
     path = output_dir / "report.md"
     path.write_text("\n".join(lines) + "\n")
+    for name in REPORT_FIGURES:
+        if name not in written:
+            (output_dir / name).unlink(missing_ok=True)
     return path
+
+
+def report_figures(output_dir: str | Path) -> list[str]:
+    """The figures of the report in `output_dir` (after `write_report`: the ones it wrote), by name."""
+    return [name for name in REPORT_FIGURES if (Path(output_dir) / name).is_file()]

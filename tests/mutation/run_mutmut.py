@@ -83,6 +83,21 @@ MODULES: dict[str, list[str]] = {  # smallest first: a partial run still covers 
         "tests/test_load_checks.py",
         "tests/test_remote_surface.py::test_a_checkpoint_with_only_pickled_weights_is_refused",
     ],
+    # The frozen-backbone comparison's plumbing: the shots, the test-split scores, the feature cache, the store.
+    # samples: test_sweep.py's sweeps write the samples file but none reads it (each survivor cost 50-80 s with
+    # them); the golden renders and the tests of the file's content remain.
+    "src/dwatt/experiments/sweep/samples.py": [
+        "tests/test_golden_summaries.py",
+        "tests/test_sweep.py::test_the_samples_file_gives_a_training_files_sentence_ids_its_hash_and_each_seeds_shots",
+        "tests/test_sweep.py::test_the_samples_of_a_hub_dataset_are_its_id_column_without_a_file_hash",
+        "tests/test_sweep.py::test_the_samples_of_a_config_without_data_are_the_bundled_wnut16s",
+    ],
+    "src/dwatt/experiments/sweep/evaluator.py": ["tests/test_sweep.py"],
+    "src/dwatt/tasks/frozen_features.py": ["tests/test_frozen_features.py", "tests/test_flags.py"],
+    "src/dwatt/experiments/sweep/store.py": [
+        "tests/test_sweep.py", "tests/test_golden_summaries.py", "tests/test_summary_tables.py",
+        "tests/test_misuse.py", "tests/test_reliability.py",
+    ],
 }  # fmt: skip
 LOADED_IN_A_SUBPROCESS = "not (loads_remotely or remote_code or without_dwatt)"
 #: Tests left out of a module's selection (pytest -k), each for a reason: a left-out test can only lower the score.

@@ -187,6 +187,9 @@ def test_resuming_into_the_output_of_another_run_is_refused(checkpoint, tmp_path
         tag_file(model, tokenizer, tmp_path / "other.jsonl", out, chunk_size=5, progress=False)
     with pytest.raises(ValueError, match=r"chunk_size: was 5, now 4"):
         tag_file(model, tokenizer, tmp_path / "in.jsonl", out, chunk_size=4, progress=False)
+    cased = AutoTokenizer.from_pretrained(checkpoint, do_lower_case=False)  # the same vocabulary, cut otherwise
+    with pytest.raises(ValueError, match=r"\(tokenizer: was .*sha256 \w+.*, now "):
+        tag_file(model, cased, tmp_path / "in.jsonl", out, chunk_size=5, progress=False)
     with torch.no_grad():
         model.classifier.bias[0] += 1.0  # another model
     with pytest.raises(ValueError, match=r"\(model: was .*tagger.*sha256 \w+.*, now "):

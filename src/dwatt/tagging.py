@@ -234,8 +234,15 @@ def model_fingerprint(engine) -> dict[str, Any]:
 
 
 def tokenizer_fingerprint(tokenizer) -> dict[str, Any]:
-    vocabulary = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False)
-    digest = hashlib.sha256(f"{type(tokenizer).__name__} {vocabulary}".encode())
+    """The tokenizer's identity: a fast tokenizer's pipeline (its normaliser, so lower-casing counts, its
+    pre-tokeniser and vocabulary; not the truncation and padding each call sets), else its vocabulary; its path."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        pipeline = {key: value for key, value in json.loads(backend.to_str()).items()
+                    if key not in ("truncation", "padding")}  # fmt: skip
+    else:
+        pipeline = sorted(tokenizer.get_vocab().items())
+    digest = hashlib.sha256(f"{type(tokenizer).__name__} {json.dumps(pipeline, ensure_ascii=False)}".encode())
     name = str(getattr(tokenizer, "name_or_path", ""))
     return {"path": str(Path(name).resolve()) if name and Path(name).exists() else name, "sha256": digest.hexdigest()}
 

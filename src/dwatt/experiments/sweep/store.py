@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from filelock import FileLock, Timeout
 
+from .fingerprints import is_tokenizer_file
+
 CSV_COLUMNS = (
     "regime", "learning_rate", "method", "k", "seed", "step", "split", "f1", "precision", "recall",
     "fusion_parameters", "trainable_parameters", "wall_seconds",
@@ -238,6 +240,15 @@ def _check_backbone_unchanged(path: Path, stored: dict, wanted: dict, read_only:
     recorded = stored["backbone_sha256"]
     if recorded == current:
         return True
+    if recorded and current and not any(map(is_tokenizer_file, recorded)):
+        # Recorded before the tokenizer's files were fingerprinted: compare what was recorded, record the rest now.
+        if recorded == {name: digest for name, digest in current.items() if name in recorded}:
+            logger.warning(
+                "%s is from before tokenizer fingerprints: the earlier sittings' tokenizer files could not be "
+                "checked against these%s", path,
+                "" if read_only else "; their SHA-256 are recorded now and checked from here on",
+            )  # fmt: skip
+            return False
     if current is None and read_only:
         logger.warning("%s: the backbone %s is not on this machine, so it could not be checked", path, backbone)
         return True

@@ -345,7 +345,7 @@ def test_a_report_folder_holds_one_checkpoint_and_only_its_own_figures(tiny_bert
     main(["--model_name_or_path", "copy/final", *options])
 
 
-def _predicted_run_folder(tiny_bert_dir, folder, sentences, arguments, predictions=True):
+def _predicted_run_folder(tiny_bert_dir, folder, sentences, arguments, predictions=True, recorded=None):
     """A WNUT-16 checkpoint folder as `dwatt ner --do_predict` leaves it: predictions.conll of `sentences`,
     predict_results.json (F1 1.0 on them) and the training run's run_arguments.json (`arguments`)."""
     from dwatt.data.corpora import load_wnut16
@@ -356,7 +356,7 @@ def _predicted_run_folder(tiny_bert_dir, folder, sentences, arguments, predictio
     if predictions:
         tags = [[labels[tag] for tag in sentence["ner_tags"]] for sentence in sentences]
         write_conll_predictions(folder / "predictions.conll", [s["tokens"] for s in sentences], tags, tags)
-    results = {"predict_f1": 1.0, "predict_samples": len(sentences)}
+    results = {"predict_f1": 1.0, "predict_samples": len(sentences), **(recorded or {})}
     (folder / "predict_results.json").write_text(json.dumps(results))
     if arguments is not None:
         (folder / "run_arguments.json").write_text(json.dumps(arguments))
@@ -402,8 +402,8 @@ def test_what_the_run_folder_records_decides_the_f1_comparison(tiny_bert_dir, tm
     test = load_wnut16()["test"]
     sentences = list(test)
 
-    def note(name, sentences=sentences, arguments=TRAINED_ON_WNUT16, predictions=True, **analysed):
-        folder = _predicted_run_folder(tiny_bert_dir, tmp_path / name, sentences, arguments, predictions)
+    def note(name, sentences=sentences, arguments=TRAINED_ON_WNUT16, predictions=True, recorded=None, **analysed):
+        folder = _predicted_run_folder(tiny_bert_dir, tmp_path / name, sentences, arguments, predictions, recorded)
         return " ".join(reported_f1_note(AnalysisArguments(model_name_or_path=str(folder), **analysed), 0.25, test))
 
     same = "(same test tweets and labels, the model's plain forward pass)"
@@ -424,10 +424,14 @@ def test_what_the_run_folder_records_decides_the_f1_comparison(tiny_bert_dir, tm
     assert f"{other} (its `run_arguments.json` records --test_file mytest.conll)" in note(
         "test-file", arguments=recorded, predictions=False
     )
-    recorded = {**TRAINED_ON_WNUT16, "max_predict_samples": 20}
-    assert f"{other} (its `run_arguments.json` records --max_predict_samples 20)" in note(
-        "max-predict", arguments=recorded, predictions=False
+    # What `dwatt ner --do_predict` records of its data (dwatt.hub.record.phase_data) beside its scores:
+    assert f"{other} (its `predict_results.json` records --max_predict_samples 20)" in note(
+        "max-predict", predictions=False, recorded={"predict_data": "wnut16-bundled", "predict_max_samples": 20}
     )
+    assert f"{other} (its `predict_results.json` scored mytest.conll)" in note(
+        "predicted-file", predictions=False, recorded={"predict_data": "mytest.conll"}
+    )
+    assert note("predicted-same", predictions=False, recorded={"predict_data": "wnut16-bundled"}).endswith(same + ".")
     assert f"{other} (it scored 20 sentences, against {len(test)} here)" in note(
         "fewer", sentences[:20], predictions=False
     )

@@ -16,12 +16,12 @@ from transformers import AutoModelForTokenClassification
 
 from ...assets import BUNDLED_WNUT16
 from ...data.corpora import load_wnut16
-from ...data.fingerprints import file_sha256
 from ...data.ner_files import read_ner_file, sentences_to_dataset
 from ...data.tokenization import load_word_tokenizer
 from ...metrics import overall_score
 from ...modeling_dwatt import DWAttForTokenClassification
 from ...validation import ArgumentError
+from ..sweep.fingerprints import backbone_fingerprint
 from .probes import FULL, LayerAnalysis, analyze_layers, encode_batches
 from .report import write_report
 from .timing import time_first_k
@@ -141,15 +141,20 @@ def predict_data_match(args: AnalysisArguments, dataset) -> tuple[bool | None, s
         return True, "its `predictions.conll` holds the same sentences and gold tags"
     if args.data_file is None and args.split != "test":
         return False, f"this is the `{args.split}` split"
-    samples = json.loads((folder / "predict_results.json").read_text()).get("predict_samples")
+    results = json.loads((folder / "predict_results.json").read_text())
+    samples = results.get("predict_samples")
     if samples is not None and samples != count:
         return False, f"it scored {samples} sentences, against {count} here"
+    # What the predict phase recorded of its own data (dwatt.hub.record.phase_data; folders since stop 41).
+    if results.get("predict_max_samples") is not None:
+        return False, f"its `predict_results.json` records --max_predict_samples {results['predict_max_samples']}"
+    analysed = Path(args.data_file).name if args.data_file is not None else BUNDLED_WNUT16
+    if results.get("predict_data") not in (None, analysed):
+        return False, f"its `predict_results.json` scored {results['predict_data']}"
     arguments_file = folder / "run_arguments.json"
     if not arguments_file.is_file():
         return None, "no `predictions.conll` and no `run_arguments.json`"
     arguments = json.loads(arguments_file.read_text())
-    if arguments.get("max_predict_samples") is not None:
-        return False, f"its `run_arguments.json` records --max_predict_samples {arguments['max_predict_samples']}"
     test_file = arguments.get("test_file")
     if args.data_file is not None:
         if test_file != Path(args.data_file).name:
@@ -193,18 +198,10 @@ def reported_f1_note(args: AnalysisArguments, f1: float, dataset) -> list[str]:
 
 
 def checkpoint_fingerprint(folder: Path) -> str:
-    """SHA-256 over config.json and the weight files (name, size and SHA-256 of each): the same for a copy of
-    the checkpoint, another for other weights."""
-    files = [folder / "config.json"] + sorted(
-        path
-        for path in folder.iterdir()
-        if path.suffix in (".safetensors", ".bin") and path.name != "training_args.bin" and path.is_file()
-    )
-    digest = hashlib.sha256()
-    for path in files:
-        if path.is_file():
-            digest.update(f"{path.name} {path.stat().st_size} {file_sha256(path)}\n".encode())
-    return digest.hexdigest()
+    """One SHA-256 of the folder's config, weight and tokenizer files (the sweep's backbone fingerprint): the same
+    for a copy of the checkpoint, another for other weights."""
+    files = backbone_fingerprint(str(folder))
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 
 def checkpoint_record(model_name_or_path: str) -> dict:
